@@ -1,0 +1,81 @@
+package saferetry
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// send performs one attempt, bounded by timeout until its response
+// headers arrive when timeout > 0.
+//
+// A plain context.WithTimeout around the attempt would also cut off the
+// reading of a slow body (a streaming LLM answer, say), so the timer is
+// stopped once headers arrive, and the attempt's context is released only
+// when the caller closes the body or reads it to the end.
+func send(base http.RoundTripper, req *http.Request, timeout time.Duration) (*http.Response, error) {
+	if timeout <= 0 {
+		return base.RoundTrip(req)
+	}
+	ctx, cancel := context.WithCancelCause(req.Context())
+	timer := time.AfterFunc(timeout, func() { cancel(ErrAttemptTimeout) })
+	resp, err := base.RoundTrip(req.WithContext(ctx))
+	fired := !timer.Stop()
+	if fired && req.Context().Err() == nil {
+		// The deadline passed before the headers were in hand; a response
+		// that slipped in meanwhile has a canceled context and cannot be
+		// read, so the attempt counts as timed out.
+		if resp != nil {
+			_ = resp.Body.Close()
+		}
+		cancel(nil)
+		return nil, fmt.Errorf("%w after %v", ErrAttemptTimeout, timeout)
+	}
+	if err != nil {
+		cancel(nil)
+		return nil, err
+	}
+	resp.Body = releaseOnDone(resp.Body, func() { cancel(nil) })
+	return resp, nil
+}
+
+// releaseOnDone wraps body so release runs exactly once, on EOF or Close.
+// A body that is also an io.Writer (a 101 Switching Protocols connection)
+// stays one.
+func releaseOnDone(body io.ReadCloser, release func()) io.ReadCloser {
+	rb := &releasingBody{ReadCloser: body, release: release}
+	if w, ok := body.(io.Writer); ok {
+		return &releasingReadWriteBody{releasingBody: rb, w: w}
+	}
+	return rb
+}
+
+type releasingBody struct {
+	io.ReadCloser
+	once    sync.Once
+	release func()
+}
+
+func (b *releasingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.once.Do(b.release)
+	}
+	return n, err
+}
+
+func (b *releasingBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(b.release)
+	return err
+}
+
+type releasingReadWriteBody struct {
+	*releasingBody
+	w io.Writer
+}
+
+func (b *releasingReadWriteBody) Write(p []byte) (int, error) { return b.w.Write(p) }

@@ -1,0 +1,45 @@
+// Package saferetry lets any Go HTTP client retry safely.
+//
+// Retries are necessary and dangerous. A client that never retries turns
+// every transient 503 into an outage of its own; a client that retries
+// naively charges cards twice, multiplies the load on an upstream that is
+// already failing, and leaks connections. saferetry is a stack of
+// http.RoundTripper layers that retries only what is safe to retry, as
+// gently as the server asks, within a budget:
+//
+//	http.Client
+//	  └─ KeyInjector   one Idempotency-Key per logical request, reused by every retry
+//	      └─ BodyCache  the body made replayable, without copying where possible
+//	          └─ Transport  classify, back off with jitter, honour Retry-After, spend the budget
+//	              └─ base   go-cleanhttp's pooled transport, or yours
+//
+// New assembles the stack; NewClient wraps it in an *http.Client. Each layer
+// is an exported type usable on its own.
+//
+// The guarantees:
+//
+//   - A transient failure heals quietly: retried with capped exponential
+//     backoff and jitter, after the server's Retry-After when it sends one.
+//   - A write is never duplicated: a request that is neither idempotent nor
+//     keyed is retried only when it provably never reached the server.
+//   - A struggling upstream is not pushed over: the retry budget keeps
+//     retries to about 10% of requests per host.
+//   - Nothing is lost or leaked: every attempt sends a byte-identical body,
+//     the caller's request is never modified, every discarded response is
+//     drained and closed, and when retries run out the caller gets the last
+//     real response, or a *RetryError that unwraps to the last cause.
+//
+// Attempts and Stopped report, for a response, how many attempts were made
+// and why retrying stopped.
+//
+// # Go's own retries
+//
+// net/http's Transport already resends some requests by itself: a request
+// that failed on a reused idle connection before anything was written, and
+// HTTP/2 requests refused by the server (REFUSED_STREAM, or GOAWAY before
+// the stream was processed), provided the body can be rewound through
+// GetBody. It treats requests carrying Idempotency-Key or X-Idempotency-Key
+// as replayable, like idempotent methods. Those resends happen inside one
+// saferetry attempt, are invisible to it, and are not counted against the
+// budget; they only ever resend requests the server did not process.
+package saferetry

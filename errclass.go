@@ -1,0 +1,158 @@
+package saferetry
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net"
+	"net/http"
+	"syscall"
+)
+
+// errClass is what a transport error proves about a request's fate.
+type errClass int
+
+const (
+	// errUnknown: the request may or may not have reached the server.
+	errUnknown errClass = iota
+	// errNotConnected: no connection was made, so nothing was sent.
+	errNotConnected
+	// errRefusedStream: an HTTP/2 server refused the stream before
+	// processing it (RFC 9113 §8.7), so the request is safe to resend.
+	errRefusedStream
+	// errPermanent: sending the same request again cannot succeed.
+	errPermanent
+	// errCanceled: the caller's context is done.
+	errCanceled
+)
+
+// h2StreamError mirrors the shape of net/http's bundled HTTP/2 stream
+// error. net/http gives that unexported type an As method that fills any
+// struct with the same field names and convertible types (h2_error.go; it
+// exists so golang.org/x/net/http2.StreamError works with errors.As), which
+// lets us read the RST_STREAM code without matching error text.
+type h2StreamError struct {
+	StreamID uint32
+	Code     uint32
+	Cause    error
+}
+
+func (e h2StreamError) Error() string { return "http2 stream error" }
+
+// h2RefusedStream is the RST_STREAM code REFUSED_STREAM (RFC 9113 §7).
+const h2RefusedStream = 0x7
+
+// classifyError says what err, returned for req, proves. It uses only typed
+// errors (errors.Is and errors.As); where net/http exposes no type, the
+// answer is errUnknown and the caller decides from what the trace saw.
+func classifyError(req *http.Request, err error) errClass {
+	if errors.Is(err, ErrAttemptTimeout) {
+		return errUnknown
+	}
+	if req.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		return errCanceled
+	}
+	if isCertificateError(err) || invalidRequest(req) {
+		return errPermanent
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		if dnsErr.IsNotFound {
+			return errPermanent
+		}
+		return errNotConnected
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return errNotConnected
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "dial" {
+		return errNotConnected
+	}
+	var se h2StreamError
+	if errors.As(err, &se) && se.Code == h2RefusedStream {
+		return errRefusedStream
+	}
+	return errUnknown
+}
+
+// isCertificateError reports TLS verification failures: the peer's
+// identity is wrong, and asking again will not change it.
+func isCertificateError(err error) bool {
+	var (
+		verifyErr    *tls.CertificateVerificationError
+		unknownAuth  x509.UnknownAuthorityError
+		hostnameErr  x509.HostnameError
+		invalidCert  x509.CertificateInvalidError
+		rootsErr     x509.SystemRootsError
+		recordHdrErr tls.RecordHeaderError
+	)
+	return errors.As(err, &verifyErr) || errors.As(err, &unknownAuth) ||
+		errors.As(err, &hostnameErr) || errors.As(err, &invalidCert) ||
+		errors.As(err, &rootsErr) || errors.As(err, &recordHdrErr)
+}
+
+// invalidRequest reports a request that no transport could send: no URL
+// or host, a scheme other than http or https, or a header that is not
+// valid HTTP. net/http rejects these with untyped errors, so they are
+// recognised from the request itself; it runs only on the error path.
+func invalidRequest(req *http.Request) bool {
+	u := req.URL
+	if u == nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return true
+	}
+	if !validMethod(req.Method) {
+		return true
+	}
+	for name, values := range req.Header {
+		if !validHeaderName(name) {
+			return true
+		}
+		for _, v := range values {
+			if !validHeaderValue(v) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func validMethod(m string) bool { return m == "" || validHeaderName(m) }
+
+// validHeaderName reports whether s is an RFC 9110 token.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isTokenChar(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderValue reports whether s holds no control characters other
+// than horizontal tab (RFC 9110 §5.5).
+func validHeaderValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func isTokenChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	switch c {
+	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+		return true
+	}
+	return false
+}

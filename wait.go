@@ -1,0 +1,90 @@
+package saferetry
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/saferetry/saferetry/internal/retryafter"
+)
+
+// waitSchedule decides the wait before each retry of one logical request:
+// the server's Retry-After when it gave one, the backoff otherwise.
+type waitSchedule struct {
+	retry          int           // backoff retries since the start or the last server-directed wait
+	prev           time.Duration // the previous backoff delay (for decorrelated jitter)
+	serverDirected bool          // the last wait honoured Retry-After
+}
+
+// next returns the wait before the next retry, or the reason not to wait:
+// a Retry-After over the cap, or a wait that would end past the deadline.
+func (w *waitSchedule) next(ctx context.Context, t *Transport, resp *http.Response) (time.Duration, StopReason) {
+	now := time.Now()
+	deadline, hasDeadline := ctx.Deadline()
+	if hint, ok := serverHint(resp, now); ok {
+		limit := t.maxRetryAfter()
+		if hint > limit {
+			return 0, StopRetryAfterTooLong
+		}
+		if hasDeadline {
+			if !now.Add(hint).Before(deadline) {
+				return 0, StopDeadline
+			}
+			limit = min(limit, deadline.Sub(now))
+		}
+		// gRPC A6: after a server-directed wait the backoff starts over.
+		w.retry, w.prev, w.serverDirected = 0, 0, true
+		return min(hint+upwardJitter(hint), limit), StopNone
+	}
+	w.retry++
+	d := t.backoff().Delay(w.retry, w.prev)
+	w.prev, w.serverDirected = d, false
+	if hasDeadline && d > 0 && !now.Add(d).Before(deadline) {
+		return 0, StopDeadline
+	}
+	return d, StopNone
+}
+
+// serverHint returns the Retry-After of a response whose status makes it
+// meaningful for a retry: 429, 503, and 413 (RFC 9110 §15.5.14).
+func serverHint(resp *http.Response, now time.Time) (time.Duration, bool) {
+	if resp == nil {
+		return 0, false
+	}
+	switch resp.StatusCode {
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusRequestEntityTooLarge:
+	default:
+		return 0, false
+	}
+	values := resp.Header["Retry-After"]
+	if len(values) == 0 {
+		return 0, false
+	}
+	return retryafter.Parse(values[0], now)
+}
+
+// upwardJitter returns U[0, hint/10): clients told the same Retry-After
+// should not all come back in the same instant.
+func upwardJitter(hint time.Duration) time.Duration {
+	if spread := hint / 10; spread > 0 {
+		return time.Duration(rand.Int64N(int64(spread)))
+	}
+	return 0
+}
+
+// sleep waits for d or until ctx is done, whichever is first, and reports
+// whether the wait completed. The timer is stopped either way.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
