@@ -1,0 +1,676 @@
+package saferetry
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"reflect"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// noWait retries at once, so tests measure the machinery, not sleeping.
+var noWait = Exponential{}
+
+func get(t *testing.T, url string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+func TestRetriesTransientStatusesUntilSuccess(t *testing.T) {
+	srv := newRecordingServer(t, 503, 502, 200)
+	tr := &Transport{Base: srv.Client().Transport, Backoff: noWait}
+	resp, err := tr.RoundTrip(get(t, srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "OK" {
+		t.Fatalf("got %d %q, want 200 OK", resp.StatusCode, body)
+	}
+	if n := len(srv.received()); n != 3 {
+		t.Fatalf("server saw %d requests, want 3", n)
+	}
+	if n, why := Attempts(resp), Stopped(resp); n != 3 || why != StopNone {
+		t.Fatalf("Attempts, Stopped = %d, %v; want 3, none", n, why)
+	}
+}
+
+func TestReturnsLastResponseUnchangedWhenRetriesRunOut(t *testing.T) {
+	s := &script{outcomes: []outcome{
+		{status: 503, body: "first"},
+		{status: 503, body: "second"},
+		{status: 503, body: "last", header: http.Header{"X-Upstream": {"db"}}},
+	}}
+	tr := &Transport{Base: s, MaxRetries: 2, Backoff: noWait}
+	resp, err := tr.RoundTrip(get(t, "http://api.test/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || string(body) != "last" || resp.Header.Get("X-Upstream") != "db" {
+		t.Fatalf("got %d %q %v; want the last 503 unchanged", resp.StatusCode, body, resp.Header)
+	}
+	if Attempts(resp) != 3 || Stopped(resp) != StopMaxRetries {
+		t.Fatalf("Attempts, Stopped = %d, %v; want 3, max retries", Attempts(resp), Stopped(resp))
+	}
+	for i, want := range []string{"first", "second"} {
+		b := s.bodies[i]
+		if b.closed.Load() != 1 || b.read.Load() != int64(len(want)) {
+			t.Errorf("discarded response %d: closed %d times, read %d bytes; want drained and closed once", i+1, b.closed.Load(), b.read.Load())
+		}
+	}
+}
+
+func TestDiscardedResponsesAreDrainedBoundedAndClosed(t *testing.T) {
+	big := strings.Repeat("x", 1<<20)
+	s := &script{outcomes: []outcome{{status: 503, body: "small"}, {status: 503, body: big}, {status: 200, body: "ok"}}}
+	tr := &Transport{Base: s, Backoff: noWait}
+	resp, err := tr.RoundTrip(get(t, "http://api.test/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	small, large := s.bodies[0], s.bodies[1]
+	if small.read.Load() != 5 || small.closed.Load() != 1 {
+		t.Errorf("small body: read %d, closed %d; want drained and closed once", small.read.Load(), small.closed.Load())
+	}
+	if large.read.Load() != DefaultDrainBytes || large.closed.Load() != 1 {
+		t.Errorf("large body: read %d, closed %d; want %d read and closed once", large.read.Load(), large.closed.Load(), DefaultDrainBytes)
+	}
+}
+
+func TestFirstSuccessIsPassedThroughUntouched(t *testing.T) {
+	s := &script{outcomes: statuses(200)}
+	tr := &Transport{Base: s}
+	req := get(t, "http://api.test/")
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if Attempts(resp) != 1 || Stopped(resp) != StopNone {
+		t.Fatalf("Attempts, Stopped = %d, %v", Attempts(resp), Stopped(resp))
+	}
+}
+
+func TestTypedErrorAfterRetries(t *testing.T) {
+	reset := &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
+	s := &script{outcomes: []outcome{{err: reset}}}
+	tr := &Transport{Base: s, MaxRetries: 2, Backoff: noWait}
+	resp, err := tr.RoundTrip(get(t, "http://api.test/"))
+	if resp != nil {
+		t.Fatal("want no response")
+	}
+	var re *RetryError
+	if !errors.As(err, &re) || re.Attempts != 3 || re.Reason != StopMaxRetries {
+		t.Fatalf("err = %v; want *RetryError with 3 attempts, max retries", err)
+	}
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("err %v does not unwrap to ECONNRESET", err)
+	}
+	if s.attempts() != 3 {
+		t.Fatalf("%d attempts, want 3", s.attempts())
+	}
+}
+
+func TestErrorFinalOnFirstAttemptIsReturnedAsIs(t *testing.T) {
+	wrapped := &tlsVerifyError{Err: errors.New("x509: certificate signed by unknown authority")}
+	s := &script{outcomes: []outcome{{err: wrapped}}}
+	tr := &Transport{Base: s, Backoff: noWait}
+	_, err := tr.RoundTrip(get(t, "https://api.test/"))
+	if err != error(wrapped) {
+		t.Fatalf("err = %#v; want the base transport's error itself", err)
+	}
+	if s.attempts() != 1 {
+		t.Fatalf("%d attempts, want 1", s.attempts())
+	}
+}
+
+func TestUnkeyedPostIsNotRetriedAfterItMayHaveBeenProcessed(t *testing.T) {
+	srv := newRecordingServer(t, 500, 200)
+	tr := &Transport{Base: srv.Client().Transport, Backoff: noWait}
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader("charge"))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 500 || len(srv.received()) != 1 {
+		t.Fatalf("status %d after %d requests; want the 500 after 1", resp.StatusCode, len(srv.received()))
+	}
+	if Stopped(resp) != StopNotRetryable {
+		t.Fatalf("Stopped = %v", Stopped(resp))
+	}
+}
+
+func TestUnkeyedPostIsRetriedWhenTheConnectionWasRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now: every dial is refused
+	var attempts int
+	base := &http.Transport{}
+	defer base.CloseIdleConnections()
+	tr := &Transport{Base: base, Backoff: noWait, OnRetry: func(ev RetryEvent) {
+		if ev.Stopped == StopNone {
+			attempts++
+		}
+	}}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/charges", strings.NewReader("charge"))
+	_, err = tr.RoundTrip(req)
+	var re *RetryError
+	if !errors.As(err, &re) || re.Attempts != 4 || !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("err = %v; want a RetryError after 4 refused attempts", err)
+	}
+	if attempts != 3 {
+		t.Fatalf("%d retries reported, want 3", attempts)
+	}
+}
+
+// A server that commits the write and then cuts the connection: the
+// classic duplicated payment. Unkeyed, it must not be retried; keyed, it
+// is, with the same key and the same body.
+func TestConnectionCutAfterTheServerCommitted(t *testing.T) {
+	for _, keyed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "unkeyed", true: "keyed"}[keyed], func(t *testing.T) {
+			var mu sync.Mutex
+			var seen []received
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				mu.Lock()
+				seen = append(seen, received{key: r.Header.Get("Idempotency-Key"), body: string(body)})
+				first := len(seen) == 1
+				mu.Unlock()
+				if first {
+					conn, _, _ := w.(http.Hijacker).Hijack()
+					conn.(*net.TCPConn).SetLinger(0)
+					conn.Close()
+					return
+				}
+				io.WriteString(w, "charged")
+			}))
+			defer srv.Close()
+			base := srv.Client().Transport.(*http.Transport)
+			var opts []Option
+			if !keyed {
+				opts = append(opts, WithKeyMethods())
+			}
+			client := &http.Client{Transport: New(base, append(opts, WithBackoff(0, 0))...)}
+			resp, err := client.Post(srv.URL, "text/plain", strings.NewReader("card=4242&amount=100"))
+			mu.Lock()
+			defer mu.Unlock()
+			if !keyed {
+				if err == nil {
+					resp.Body.Close()
+					t.Fatal("want an error: the unkeyed POST may have been processed")
+				}
+				if len(seen) != 1 {
+					t.Fatalf("server saw %d requests, want 1", len(seen))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if len(seen) != 2 || seen[0] != seen[1] || seen[0].key == "" || seen[0].body != "card=4242&amount=100" {
+				t.Fatalf("server saw %+v; want two identical keyed requests", seen)
+			}
+		})
+	}
+}
+
+func TestKeyedPostIsRetriedWithTheSameKeyAndBody(t *testing.T) {
+	srv := newRecordingServer(t, 503, 500, 201)
+	client := &http.Client{Transport: New(srv.Client().Transport, WithBackoff(0, 0))}
+	payload := `{"amount":100,"currency":"eur"}`
+	resp, err := client.Post(srv.URL, "application/json", strings.NewReader(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	got := srv.received()
+	if len(got) != 3 {
+		t.Fatalf("server saw %d requests, want 3", len(got))
+	}
+	for i, r := range got {
+		if r.key != got[0].key || r.key == "" || r.body != payload {
+			t.Fatalf("attempt %d: key %q body %q; want key %q and body %q", i+1, r.key, r.body, got[0].key, payload)
+		}
+	}
+	if Attempts(resp) != 3 {
+		t.Fatalf("Attempts = %d", Attempts(resp))
+	}
+}
+
+func TestRequestWithUnreplayableBodyIsNotRetried(t *testing.T) {
+	s := &script{outcomes: statuses(503, 200)}
+	tr := &Transport{Base: s, Backoff: noWait}
+	req, _ := http.NewRequest(http.MethodPut, "http://api.test/", io.NopCloser(strings.NewReader("data")))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 || Stopped(resp) != StopBodyNotReplayable || s.attempts() != 1 {
+		t.Fatalf("status %d, stopped %v, attempts %d", resp.StatusCode, Stopped(resp), s.attempts())
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	tests := []struct {
+		name       string
+		status     int
+		retryAfter func(now time.Time) string
+		cap        time.Duration
+		deadline   time.Duration
+		wantWait   time.Duration // lower bound; the upper is +10%
+		wantStop   StopReason    // when the response is returned at once
+	}{
+		{name: "429 seconds", status: 429, retryAfter: secs("2"), wantWait: 2 * time.Second},
+		{name: "503 seconds", status: 503, retryAfter: secs("3"), wantWait: 3 * time.Second},
+		{name: "413 seconds", status: 413, retryAfter: secs("1"), wantWait: time.Second},
+		{name: "429 IMF-fixdate", status: 429, retryAfter: date(http.TimeFormat, 5*time.Second), wantWait: 5 * time.Second},
+		{name: "429 RFC 850", status: 429, retryAfter: date("Monday, 02-Jan-06 15:04:05 GMT", 4*time.Second), wantWait: 4 * time.Second},
+		{name: "429 asctime", status: 429, retryAfter: date(time.ANSIC, 6*time.Second), wantWait: 6 * time.Second},
+		{name: "date in the past means now", status: 429, retryAfter: date(http.TimeFormat, -time.Hour), wantWait: 0},
+		{name: "over the cap returns at once", status: 429, retryAfter: secs("120"), wantStop: StopRetryAfterTooLong},
+		{name: "custom cap", status: 503, retryAfter: secs("10"), cap: 5 * time.Second, wantStop: StopRetryAfterTooLong},
+		{name: "past the deadline returns at once", status: 429, retryAfter: secs("5"), deadline: 3 * time.Second, wantStop: StopDeadline},
+		{name: "jitter trimmed to the deadline", status: 429, retryAfter: secs("10"), deadline: 10*time.Second + time.Millisecond, wantWait: 10 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var times []time.Time
+				base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+					times = append(times, time.Now())
+					if len(times) == 1 {
+						return &http.Response{StatusCode: tt.status, Header: http.Header{"Retry-After": {tt.retryAfter(time.Now())}}, Body: http.NoBody, Request: r}, nil
+					}
+					return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
+				})
+				tr := &Transport{Base: base, MaxRetryAfter: tt.cap, Backoff: Exponential{Initial: time.Hour, Max: time.Hour}}
+				ctx := context.Background()
+				if tt.deadline > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, tt.deadline)
+					defer cancel()
+				}
+				start := time.Now()
+				resp, err := tr.RoundTrip(get(t, "http://api.test/").WithContext(ctx))
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if tt.wantStop != StopNone {
+					if resp.StatusCode != tt.status || len(times) != 1 || time.Since(start) != 0 || Stopped(resp) != tt.wantStop {
+						t.Fatalf("got %d after %d attempts and %v, stopped %v; want the %d at once, stopped %v",
+							resp.StatusCode, len(times), time.Since(start), Stopped(resp), tt.status, tt.wantStop)
+					}
+					return
+				}
+				if len(times) != 2 {
+					t.Fatalf("%d attempts, want 2", len(times))
+				}
+				wait := times[1].Sub(times[0])
+				if wait < tt.wantWait || wait > tt.wantWait+tt.wantWait/10 {
+					t.Fatalf("waited %v; want within [%v, %v]", wait, tt.wantWait, tt.wantWait+tt.wantWait/10)
+				}
+				if tt.deadline > 0 && time.Since(start) > tt.deadline {
+					t.Fatalf("waited past the deadline: %v", time.Since(start))
+				}
+			})
+		})
+	}
+}
+
+func secs(s string) func(time.Time) string { return func(time.Time) string { return s } }
+
+func date(layout string, offset time.Duration) func(time.Time) string {
+	return func(now time.Time) string { return now.Add(offset).UTC().Format(layout) }
+}
+
+func TestGarbageRetryAfterFallsBackToBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var times []time.Time
+		base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			times = append(times, time.Now())
+			status := 503
+			if len(times) == 2 {
+				status = 200
+			}
+			return &http.Response{StatusCode: status, Header: http.Header{"Retry-After": {"soon"}}, Body: http.NoBody}, nil
+		})
+		tr := &Transport{Base: base, Backoff: Exponential{Initial: 250 * time.Millisecond, Max: time.Second, Jitter: NoJitter}}
+		resp, err := tr.RoundTrip(get(t, "http://api.test/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if wait := times[1].Sub(times[0]); wait != 250*time.Millisecond {
+			t.Fatalf("waited %v, want the backoff's 250ms", wait)
+		}
+	})
+}
+
+// After a wait the server directed, backoff starts again from Initial
+// (gRPC A6) rather than continuing to grow.
+func TestBackoffRestartsAfterServerDirectedWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &script{outcomes: []outcome{
+			{status: 503}, {status: 503},
+			{status: 429, header: http.Header{"Retry-After": {"0"}}},
+			{status: 503}, {status: 200},
+		}}
+		var times []time.Time
+		base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			times = append(times, time.Now())
+			return s.RoundTrip(r)
+		})
+		tr := &Transport{Base: base, MaxRetries: 4, Backoff: Exponential{Initial: 100 * time.Millisecond, Max: 10 * time.Second, Jitter: NoJitter}}
+		resp, err := tr.RoundTrip(get(t, "http://api.test/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		var waits []time.Duration
+		for i := 1; i < len(times); i++ {
+			waits = append(waits, times[i].Sub(times[i-1]))
+		}
+		want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 0, 100 * time.Millisecond}
+		if !reflect.DeepEqual(waits, want) {
+			t.Fatalf("waits %v, want %v", waits, want)
+		}
+	})
+}
+
+func TestBackoffThatWouldPassTheDeadlineIsNotStarted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+		s := &script{outcomes: []outcome{{status: 503}, {err: refused}}}
+		tr := &Transport{Base: s, Backoff: Exponential{Initial: time.Second, Max: time.Second, Jitter: NoJitter}}
+		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		_, err := tr.RoundTrip(get(t, "http://api.test/").WithContext(ctx))
+		var re *RetryError
+		if !errors.As(err, &re) || re.Reason != StopDeadline || re.Attempts != 2 || !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("err = %v; want the last real error, stopped for the deadline after 2 attempts", err)
+		}
+		if elapsed := time.Since(start); elapsed != time.Second {
+			t.Fatalf("returned after %v; want 1s (one wait, not a second one past the deadline)", elapsed)
+		}
+	})
+}
+
+func TestCancelDuringWaitEndsAtOnceWithTheCause(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &script{outcomes: statuses(503, 200)}
+		tr := &Transport{Base: s, Backoff: Exponential{Initial: time.Minute, Max: time.Minute, Jitter: NoJitter}}
+		cause := errors.New("shutting down")
+		ctx, cancel := context.WithCancelCause(context.Background())
+		time.AfterFunc(time.Second, func() { cancel(cause) })
+		start := time.Now()
+		resp, err := tr.RoundTrip(get(t, "http://api.test/").WithContext(ctx))
+		if resp != nil {
+			t.Fatal("want no response")
+		}
+		var re *RetryError
+		if !errors.As(err, &re) || re.Reason != StopCanceled || !errors.Is(err, cause) {
+			t.Fatalf("err = %v; want a RetryError with the context's cause", err)
+		}
+		if time.Since(start) != time.Second {
+			t.Fatalf("returned after %v; want at the cancellation, 1s", time.Since(start))
+		}
+		if s.bodies[0].closed.Load() != 1 || s.attempts() != 1 {
+			t.Fatal("the discarded 503 was not closed, or a second attempt was made")
+		}
+	})
+}
+
+func TestCanceledBeforeTheFirstAttempt(t *testing.T) {
+	srv := newRecordingServer(t)
+	tr := &Transport{Base: srv.Client().Transport}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := tr.RoundTrip(get(t, srv.URL).WithContext(ctx))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if n := len(srv.received()); n != 0 {
+		t.Fatalf("server saw %d requests", n)
+	}
+}
+
+func TestAttemptTimeout(t *testing.T) {
+	t.Run("a hung attempt is abandoned and retried", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			var times []time.Time
+			base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+				times = append(times, time.Now())
+				if len(times) == 1 {
+					<-r.Context().Done()
+					return nil, r.Context().Err()
+				}
+				return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
+			})
+			tr := &Transport{Base: base, AttemptTimeout: 2 * time.Second, Backoff: noWait}
+			resp, err := tr.RoundTrip(get(t, "http://api.test/"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if len(times) != 2 || times[1].Sub(times[0]) != 2*time.Second || Attempts(resp) != 2 {
+				t.Fatalf("attempts at %v; want two, 2s apart", times)
+			}
+		})
+	})
+	t.Run("the body is not limited and the context is released on close", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			var attemptCtx context.Context
+			pr, pw := io.Pipe()
+			base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+				attemptCtx = r.Context()
+				return &http.Response{StatusCode: 200, Body: pr, Request: r}, nil
+			})
+			go func() {
+				time.Sleep(10 * time.Second) // a slow stream, five times the attempt timeout
+				pw.Write([]byte("late tokens"))
+				pw.Close()
+			}()
+			tr := &Transport{Base: base, AttemptTimeout: 2 * time.Second}
+			resp, err := tr.RoundTrip(get(t, "http://api.test/"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			if err != nil || string(body) != "late tokens" {
+				t.Fatalf("read %q, %v; want the whole slow body", body, err)
+			}
+			if attemptCtx.Err() == nil {
+				t.Fatal("attempt context not released at EOF")
+			}
+			resp.Body.Close()
+		})
+	})
+	t.Run("an unkeyed POST that timed out after being written is not retried", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			attempts := 0
+			base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+				attempts++
+				if trace := httptraceFrom(r); trace != nil && trace.WroteHeaders != nil {
+					trace.WroteHeaders()
+				}
+				<-r.Context().Done()
+				return nil, r.Context().Err()
+			})
+			tr := &Transport{Base: base, AttemptTimeout: time.Second, Backoff: noWait}
+			req, _ := http.NewRequest(http.MethodPost, "http://api.test/", nil)
+			_, err := tr.RoundTrip(req)
+			if !errors.Is(err, ErrAttemptTimeout) || attempts != 1 {
+				t.Fatalf("err %v after %d attempts; want ErrAttemptTimeout after 1", err, attempts)
+			}
+		})
+	})
+}
+
+func TestNestedStacksDoNotMultiplyAttempts(t *testing.T) {
+	s := &script{outcomes: statuses(503)}
+	inner := New(s, WithBackoff(0, 0), WithBudget(nil))
+	outer := New(inner, WithBackoff(0, 0), WithBudget(nil))
+	resp, err := outer.RoundTrip(get(t, "http://api.test/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if n := s.attempts(); n != 4 {
+		t.Fatalf("%d attempts reached the server; want 4, not 16", n)
+	}
+	if Attempts(resp) != 4 {
+		t.Fatalf("Attempts = %d", Attempts(resp))
+	}
+}
+
+type idleCounter struct {
+	roundTripperFunc
+	closed int
+}
+
+func (c *idleCounter) CloseIdleConnections() { c.closed++ }
+
+func TestCloseIdleConnectionsIsForwardedByEveryLayer(t *testing.T) {
+	layers := map[string]func(http.RoundTripper) http.RoundTripper{
+		"Stack":       func(b http.RoundTripper) http.RoundTripper { return New(b) },
+		"KeyInjector": func(b http.RoundTripper) http.RoundTripper { return &KeyInjector{Base: b} },
+		"BodyCache":   func(b http.RoundTripper) http.RoundTripper { return &BodyCache{Base: b} },
+		"Transport":   func(b http.RoundTripper) http.RoundTripper { return &Transport{Base: b} },
+	}
+	for name, wrap := range layers {
+		t.Run(name, func(t *testing.T) {
+			base := &idleCounter{}
+			client := &http.Client{Transport: wrap(base)}
+			client.CloseIdleConnections()
+			if base.closed != 1 {
+				t.Fatalf("base saw %d CloseIdleConnections calls, want 1", base.closed)
+			}
+		})
+	}
+}
+
+func TestCallersRequestIsNotModified(t *testing.T) {
+	srv := newRecordingServer(t, 503, 503, 200)
+	stack := New(srv.Client().Transport, WithBackoff(0, 0))
+	for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodPut} {
+		t.Run(method, func(t *testing.T) {
+			srv.mu.Lock()
+			srv.statuses = []int{503, 503, 200}
+			srv.mu.Unlock()
+			req, _ := http.NewRequest(method, srv.URL+"/v1/x?y=1", bytes.NewReader([]byte("payload")))
+			req.Header.Set("Authorization", "Bearer secret")
+			before := snapshot(req)
+			resp, err := stack.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if after := snapshot(req); !reflect.DeepEqual(before, after) {
+				t.Fatalf("request modified:\nbefore %+v\nafter  %+v", before, after)
+			}
+		})
+	}
+}
+
+type requestSnapshot struct {
+	Method, URL   string
+	Header        http.Header
+	ContentLength int64
+	Body          io.ReadCloser
+	HasGetBody    bool
+	Ctx           context.Context
+}
+
+func snapshot(r *http.Request) requestSnapshot {
+	return requestSnapshot{r.Method, r.URL.String(), r.Header.Clone(), r.ContentLength, r.Body, r.GetBody != nil, r.Context()}
+}
+
+func TestHookAndLoggerReportEachRetry(t *testing.T) {
+	s := &script{outcomes: []outcome{{status: 503}, {status: 429, header: http.Header{"Retry-After": {"0"}}}, {status: 200}}}
+	var events []RetryEvent
+	var logs bytes.Buffer
+	stack := New(s, WithBackoff(0, 0), WithBudget(nil),
+		WithOnRetry(func(ev RetryEvent) { events = append(events, ev) }),
+		WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	req, _ := http.NewRequest(http.MethodPost, "http://api.test:8443/v1/charges", strings.NewReader("card=4242"))
+	req.Header.Set("Authorization", "Bearer sk_live_secret")
+	req.Header.Set("Cookie", "session=cookie_secret")
+	resp, err := stack.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if len(events) != 2 {
+		t.Fatalf("%d events, want 2", len(events))
+	}
+	key := s.got[0].key
+	for i, ev := range events {
+		if ev.Attempt != i+1 || ev.Key != key || ev.Host != "api.test:8443" || ev.Stopped != StopNone {
+			t.Errorf("event %d = %+v", i, ev)
+		}
+	}
+	if events[0].StatusCode != 503 || events[1].StatusCode != 429 || !events[1].ServerDirected {
+		t.Errorf("events %+v", events)
+	}
+	out := logs.String()
+	if strings.Count(out, `"msg":"saferetry: retrying"`) != 2 || !strings.Contains(out, key) {
+		t.Errorf("log %s", out)
+	}
+	for _, secret := range []string{"sk_live_secret", "cookie_secret", "card=4242"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("log leaks %q: %s", secret, out)
+		}
+	}
+}
+
+func TestZeroValueLayersAreUsable(t *testing.T) {
+	srv := newRecordingServer(t, 503, 200)
+	for name, rt := range map[string]http.RoundTripper{
+		"Transport":   &Transport{Backoff: noWait},
+		"KeyInjector": &KeyInjector{},
+		"BodyCache":   &BodyCache{},
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv.mu.Lock()
+			srv.statuses = []int{200}
+			srv.mu.Unlock()
+			resp, err := rt.RoundTrip(get(t, srv.URL))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			rt.(closeIdler).CloseIdleConnections()
+		})
+	}
+}
