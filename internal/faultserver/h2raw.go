@@ -1,0 +1,466 @@
+package faultserver
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+)
+
+// H2Kind is what [H2Server] does with one stream.
+type H2Kind int
+
+const (
+	// H2Answer reads the request whole and answers 200 with H2Fault.Body
+	// (default "ok\n"): the stream is processed. It is the zero H2Kind.
+	H2Answer H2Kind = iota
+
+	// H2Refuse answers RST_STREAM(REFUSED_STREAM) as soon as the request
+	// headers arrive: the stream is not processed (RFC 9113 §8.7).
+	H2Refuse
+
+	// H2GoAway sends GOAWAY whose last stream id is the highest stream the
+	// connection had accepted, which is below this one: the stream is not
+	// processed (RFC 9113 §6.8). Streams already accepted on the connection
+	// are still answered; later ones are ignored, without consuming the
+	// script. The server keeps reading until the client closes.
+	H2GoAway
+
+	// H2Reset reads the request whole (the stream is processed) and then
+	// sends RST_STREAM with H2Fault.Code (default INTERNAL_ERROR) instead
+	// of an answer.
+	H2Reset
+)
+
+var h2KindNames = [...]string{"H2Answer", "H2Refuse", "H2GoAway", "H2Reset"}
+
+// String returns the constant's name.
+func (k H2Kind) String() string {
+	if k >= 0 && int(k) < len(h2KindNames) {
+		return h2KindNames[k]
+	}
+	return "H2Kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// ErrCode is an HTTP/2 error code (RFC 9113 §7).
+type ErrCode uint32
+
+// The HTTP/2 error codes the server sends.
+const (
+	ErrCodeNo            ErrCode = 0x0
+	ErrCodeProtocol      ErrCode = 0x1
+	ErrCodeInternal      ErrCode = 0x2
+	ErrCodeRefusedStream ErrCode = 0x7
+	ErrCodeCancel        ErrCode = 0x8
+	ErrCodeEnhanceCalm   ErrCode = 0xb
+)
+
+// H2Fault is what the raw server does with the next streams, in the order
+// their HEADERS arrive, across connections. The zero value answers one
+// stream with 200.
+type H2Fault struct {
+	// Kind is the action; default H2Answer.
+	Kind H2Kind
+	// Count is how many consecutive streams meet this fault, as
+	// [Fault.Count]: 0 or 1 mean one, negative means every stream from then on.
+	Count int
+	// Code is the error code of H2GoAway (default NO_ERROR) and H2Reset
+	// (where 0 means INTERNAL_ERROR).
+	Code ErrCode
+	// Debug is the GOAWAY debug data.
+	Debug string
+	// Body is H2Answer's response body; default "ok\n". It must fit the
+	// client's flow-control window (Go's client grants 4 MiB); the server
+	// does not track send windows.
+	Body []byte
+	// Arrived, when not nil, receives one value per stream after the
+	// server has sent its answer, refusal, GOAWAY or reset. The send blocks
+	// that connection until it is received or the server closes.
+	Arrived chan<- struct{}
+}
+
+// H2Stream is one stream the raw server received.
+type H2Stream struct {
+	Conn int    // the connection it came on, from 1 in accept order
+	ID   uint32 // its stream id
+	// Kind is what the server did with it (H2Answer for an ignored stream).
+	Kind H2Kind
+	// Ignored reports that it arrived after the server's GOAWAY on its
+	// connection and was dropped unread.
+	Ignored bool
+	// Canceled reports that the client reset it before it was complete.
+	Canceled bool
+	// Processed reports that the server read the request whole and acted on
+	// it (answered or, with H2Reset, reset it afterwards).
+	Processed bool
+	// Body is the request body received, byte for byte.
+	Body []byte
+}
+
+// H2Stats is a snapshot of what the raw server received.
+type H2Stats struct {
+	// Conns counts the TLS connections that negotiated h2.
+	Conns int
+	// Streams lists every stream whose HEADERS arrived, in arrival order.
+	Streams []H2Stream
+}
+
+// Processed counts the streams the server processed.
+func (st H2Stats) Processed() int {
+	n := 0
+	for _, s := range st.Streams {
+		if s.Processed {
+			n++
+		}
+	}
+	return n
+}
+
+// H2Server is a minimal HTTP/2 server over TLS whose streams follow a
+// script; see the package documentation. Create it with [NewH2] and stop
+// it with [H2Server.Close]. Its methods are safe for concurrent use.
+type H2Server struct {
+	ln     net.Listener
+	url    string
+	pool   *x509.CertPool
+	client *http.Client
+	done   chan struct{}
+	once   sync.Once
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	nconns  int
+	h2conns int
+	script  []H2Fault
+	streams []H2Stream
+}
+
+// NewH2 starts an H2Server on a loopback port with an in-memory
+// self-signed certificate that [H2Server.Client] trusts. It panics if it
+// cannot listen, like httptest.NewServer.
+func NewH2() *H2Server {
+	cert, err := loopbackCert()
+	if err != nil {
+		panic("faultserver: making a certificate: " + err.Error())
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		NextProtos:   []string{"h2"},
+		MinVersion:   tls.VersionTLS12,
+	})
+	if err != nil {
+		panic("faultserver: failed to listen: " + err.Error())
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert.Leaf)
+	s := &H2Server{
+		ln:    ln,
+		url:   "https://" + ln.Addr().String(),
+		pool:  pool,
+		done:  make(chan struct{}),
+		conns: make(map[net.Conn]struct{}),
+	}
+	s.client = &http.Client{Transport: s.Transport()}
+	s.wg.Add(1)
+	go s.serve()
+	return s
+}
+
+// URL returns the base URL, "https://127.0.0.1:port".
+func (s *H2Server) URL() string { return s.url }
+
+// Client returns a shared *http.Client that trusts the server's
+// certificate and speaks HTTP/2; Close closes its idle connections.
+func (s *H2Server) Client() *http.Client { return s.client }
+
+// Transport returns a new *http.Transport with ForceAttemptHTTP2 that
+// trusts the server's certificate. The caller closes its idle connections.
+func (s *H2Server) Transport() *http.Transport {
+	return &http.Transport{
+		ForceAttemptHTTP2: true,
+		TLSClientConfig:   &tls.Config{RootCAs: s.pool},
+	}
+}
+
+// Script queues faults for the next streams, after any already queued.
+// A stream with nothing queued is answered with 200.
+func (s *H2Server) Script(faults ...H2Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.script = append(s.script, faults...)
+}
+
+// Stats returns a deep copy of what the server has received so far.
+func (s *H2Server) Stats() H2Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := H2Stats{Conns: s.h2conns, Streams: slices.Clone(s.streams)}
+	for i := range st.Streams {
+		st.Streams[i].Body = slices.Clone(st.Streams[i].Body)
+	}
+	return st
+}
+
+// Close stops the listener, closes every connection and waits for the
+// server's goroutines to end. It is safe to call more than once.
+func (s *H2Server) Close() {
+	s.once.Do(func() {
+		close(s.done)
+		s.ln.Close()
+		s.mu.Lock()
+		for c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
+		s.wg.Wait()
+		s.client.CloseIdleConnections()
+	})
+}
+
+func (s *H2Server) serve() {
+	defer s.wg.Done()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		select {
+		case <-s.done:
+			s.mu.Unlock()
+			c.Close()
+			return
+		default:
+		}
+		s.nconns++
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.serveConn(c.(*tls.Conn))
+	}
+}
+
+func (s *H2Server) next() H2Fault {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.script) == 0 {
+		return H2Fault{}
+	}
+	f := s.script[0]
+	switch {
+	case f.Count < 0:
+	case f.Count > 1:
+		s.script[0].Count--
+	default:
+		s.script = s.script[1:]
+	}
+	return f
+}
+
+// HTTP/2 frame types and flags (RFC 9113 §6).
+const (
+	frameData         = 0x0
+	frameHeaders      = 0x1
+	frameRSTStream    = 0x3
+	frameSettings     = 0x4
+	framePing         = 0x6
+	frameGoAway       = 0x7
+	frameWindowUpdate = 0x8
+	frameContinuation = 0x9
+
+	flagEndStream  = 0x1
+	flagAck        = 0x1
+	flagEndHeaders = 0x4
+	flagPadded     = 0x8
+	flagPriority   = 0x20
+
+	clientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+	maxFrameSize  = 16384 // SETTINGS_MAX_FRAME_SIZE's initial value, which we never raise
+)
+
+var errProtocol = errors.New("faultserver: HTTP/2 protocol error")
+
+// h2conn is one connection's state, owned by its goroutine.
+type h2conn struct {
+	s  *H2Server
+	id int
+	c  *tls.Conn
+	br *bufio.Reader
+	bw *bufio.Writer
+
+	open        map[uint32]int // accepted streams not yet complete -> index in s.streams
+	lastID      uint32         // highest stream id seen
+	maxAccepted uint32         // highest stream id accepted for processing
+	goneAway    bool
+
+	contID        uint32 // stream whose header block awaits CONTINUATION, 0 if none
+	contEndStream bool
+}
+
+func (s *H2Server) serveConn(tc *tls.Conn) {
+	defer s.wg.Done()
+	defer func() {
+		tc.Close()
+		s.mu.Lock()
+		delete(s.conns, tc)
+		s.mu.Unlock()
+	}()
+	if err := tc.Handshake(); err != nil || tc.ConnectionState().NegotiatedProtocol != "h2" {
+		return
+	}
+	s.mu.Lock()
+	s.h2conns++
+	id := s.h2conns
+	s.mu.Unlock()
+	c := &h2conn{
+		s:    s,
+		id:   id,
+		c:    tc,
+		br:   bufio.NewReader(tc),
+		bw:   bufio.NewWriter(tc),
+		open: make(map[uint32]int),
+	}
+	_ = c.run()
+}
+
+func (c *h2conn) run() error {
+	var preface [len(clientPreface)]byte
+	if _, err := io.ReadFull(c.br, preface[:]); err != nil {
+		return err
+	}
+	if string(preface[:]) != clientPreface {
+		return errProtocol
+	}
+	c.writeFrame(frameSettings, 0, 0, nil) // server preface: default settings
+	if err := c.bw.Flush(); err != nil {
+		return err
+	}
+	var hdr [9]byte
+	buf := make([]byte, maxFrameSize)
+	for {
+		if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
+			return err
+		}
+		length := int(hdr[0])<<16 | int(hdr[1])<<8 | int(hdr[2])
+		typ, flags := hdr[3], hdr[4]
+		stream := binary.BigEndian.Uint32(hdr[5:]) & 0x7fffffff
+		if length > maxFrameSize {
+			return errProtocol
+		}
+		payload := buf[:length]
+		if _, err := io.ReadFull(c.br, payload); err != nil {
+			return err
+		}
+		if c.contID != 0 && (typ != frameContinuation || stream != c.contID) {
+			return errProtocol
+		}
+		var err error
+		switch typ {
+		case frameHeaders:
+			err = c.onHeaders(stream, flags, payload)
+		case frameContinuation:
+			if c.contID == 0 {
+				return errProtocol
+			}
+			if flags&flagEndHeaders != 0 {
+				c.contID = 0
+				err = c.onRequestHeaders(stream, c.contEndStream)
+			}
+		case frameData:
+			err = c.onData(stream, flags, payload)
+		case frameRSTStream:
+			c.onClientReset(stream)
+		case frameSettings:
+			if flags&flagAck == 0 {
+				c.writeFrame(frameSettings, flagAck, 0, nil)
+			}
+		case framePing:
+			if flags&flagAck == 0 && length == 8 {
+				c.writeFrame(framePing, flagAck, 0, payload)
+			}
+		case frameGoAway:
+			return c.bw.Flush()
+		default:
+			// WINDOW_UPDATE: the server's answers are small and it does not
+			// track send windows. PRIORITY and unknown types are ignored,
+			// as RFC 9113 §5.5 requires of unknown ones.
+		}
+		if err != nil {
+			return err
+		}
+		if c.bw.Buffered() > 0 {
+			if err := c.bw.Flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (c *h2conn) onHeaders(id uint32, flags byte, payload []byte) error {
+	if id == 0 {
+		return errProtocol
+	}
+	if _, _, err := unpad(flags, payload); err != nil {
+		return err
+	}
+	if flags&flagEndHeaders == 0 {
+		c.contID, c.contEndStream = id, flags&flagEndStream != 0
+		return nil
+	}
+	return c.onRequestHeaders(id, flags&flagEndStream != 0)
+}
+
+// onRequestHeaders acts on a complete header block: trailers of an open
+// stream, or a new stream.
+func (c *h2conn) onRequestHeaders(id uint32, endStream bool) error {
+	if i, ok := c.open[id]; ok {
+		if endStream {
+			return c.complete(id, i)
+		}
+		return nil
+	}
+	if id%2 == 0 || id <= c.lastID {
+		return nil // not a new client stream: nothing to do
+	}
+	c.lastID = id
+	s := c.s
+	if c.goneAway {
+		s.mu.Lock()
+		s.streams = append(s.streams, H2Stream{Conn: c.id, ID: id, Ignored: true})
+		s.mu.Unlock()
+		return nil
+	}
+	f := s.next()
+	s.mu.Lock()
+	i := len(s.streams)
+	s.streams = append(s.streams, H2Stream{Conn: c.id, ID: id, Kind: f.Kind})
+	s.mu.Unlock()
+	switch f.Kind {
+	case H2Refuse:
+		c.writeRST(id, ErrCodeRefusedStream)
+		return c.arrived(f)
+	case H2GoAway:
+		c.goneAway = true
+		var p [8]byte
+		binary.BigEndian.PutUint32(p[:4], c.maxAccepted)
+		binary.BigEndian.PutUint32(p[4:], uint32(f.Code))
+		c.writeFrame(frameGoAway, 0, 0, append(p[:], f.Debug...))
+		return c.arrived(f)
+	}
+	c.maxAccepted = id
+	c.open[id] = i
+	faults[c] = append(faults[c], f) // placeholder, replaced below
+	return nil
+}
+
+var faults = map[*h2conn][]H2Fault{}
