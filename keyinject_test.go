@@ -13,7 +13,7 @@ import (
 func TestKeyInjector(t *testing.T) {
 	tests := []struct {
 		name     string
-		injector KeyInjector
+		injector *KeyInjector
 		method   string
 		header   http.Header
 		wantKey  string // "uuid" for a fresh UUID v4, "" for none
@@ -25,19 +25,22 @@ func TestKeyInjector(t *testing.T) {
 		{name: "PUT does not", method: "PUT"},
 		{name: "caller's key is kept", method: "POST", header: http.Header{"Idempotency-Key": {"mine"}}, wantKey: "mine", wantName: "Idempotency-Key"},
 		{name: "caller's X- key is kept and none added", method: "POST", header: http.Header{"X-Idempotency-Key": {"mine"}}, wantKey: "mine", wantName: "X-Idempotency-Key"},
-		{name: "caller's key under the configured header", injector: KeyInjector{Header: "x-request-key"}, method: "POST", header: http.Header{"X-Request-Key": {"mine"}}, wantKey: "mine", wantName: "X-Request-Key"},
+		{name: "caller's key under the configured header", injector: &KeyInjector{Header: "x-request-key"}, method: "POST", header: http.Header{"X-Request-Key": {"mine"}}, wantKey: "mine", wantName: "X-Request-Key"},
 		{name: "empty caller key is replaced", method: "POST", header: http.Header{"Idempotency-Key": {""}}, wantKey: "uuid", wantName: "Idempotency-Key"},
-		{name: "configured header", injector: KeyInjector{Header: "x-request-key"}, method: "POST", wantKey: "uuid", wantName: "X-Request-Key"},
-		{name: "configured methods", injector: KeyInjector{Methods: []string{"PUT"}}, method: "PUT", wantKey: "uuid", wantName: "Idempotency-Key"},
-		{name: "configured methods exclude POST", injector: KeyInjector{Methods: []string{"PUT"}}, method: "POST"},
-		{name: "no methods keys nothing", injector: KeyInjector{Methods: []string{}}, method: "POST"},
-		{name: "custom key function", injector: KeyInjector{NewKey: func() string { return "order-42" }}, method: "POST", wantKey: "order-42", wantName: "Idempotency-Key"},
-		{name: "quoted structured-field string", injector: KeyInjector{Quoted: true, NewKey: func() string { return "order-42" }}, method: "POST", wantKey: `"order-42"`, wantName: "Idempotency-Key"},
+		{name: "configured header", injector: &KeyInjector{Header: "x-request-key"}, method: "POST", wantKey: "uuid", wantName: "X-Request-Key"},
+		{name: "configured methods", injector: &KeyInjector{Methods: []string{"PUT"}}, method: "PUT", wantKey: "uuid", wantName: "Idempotency-Key"},
+		{name: "configured methods exclude POST", injector: &KeyInjector{Methods: []string{"PUT"}}, method: "POST"},
+		{name: "no methods keys nothing", injector: &KeyInjector{Methods: []string{}}, method: "POST"},
+		{name: "custom key function", injector: &KeyInjector{NewKey: func() string { return "order-42" }}, method: "POST", wantKey: "order-42", wantName: "Idempotency-Key"},
+		{name: "quoted structured-field string", injector: &KeyInjector{Quoted: true, NewKey: func() string { return "order-42" }}, method: "POST", wantKey: `"order-42"`, wantName: "Idempotency-Key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var sent *http.Request
 			k := tt.injector
+			if k == nil {
+				k = &KeyInjector{}
+			}
 			k.Base = roundTripperFunc(func(r *http.Request) (*http.Response, error) {
 				sent = r
 				return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil

@@ -54,10 +54,10 @@ func (e bundledStreamError) As(target any) bool {
 type column int
 
 const (
-	replayableGET  column = iota // idempotent, unkeyed
-	keyedPOST                    // keyed write
-	unkeyedPOST                  // neither
-	unkeyedPATCH                 // neither
+	replayableGET column = iota // idempotent, unkeyed
+	keyedPOST                   // keyed write
+	unkeyedPOST                 // neither
+	unkeyedPATCH                // neither
 )
 
 func (c column) request(t *testing.T) *http.Request {
