@@ -2,12 +2,10 @@ package faultserver
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -298,9 +296,9 @@ type h2conn struct {
 	br *bufio.Reader
 	bw *bufio.Writer
 
-	open        map[uint32]int // accepted streams not yet complete -> index in s.streams
-	lastID      uint32         // highest stream id seen
-	maxAccepted uint32         // highest stream id accepted for processing
+	open        map[uint32]*openStream // accepted streams not yet complete
+	lastID      uint32                 // highest stream id seen
+	maxAccepted uint32                 // highest stream id accepted for processing
 	goneAway    bool
 
 	contID        uint32 // stream whose header block awaits CONTINUATION, 0 if none
@@ -328,7 +326,7 @@ func (s *H2Server) serveConn(tc *tls.Conn) {
 		c:    tc,
 		br:   bufio.NewReader(tc),
 		bw:   bufio.NewWriter(tc),
-		open: make(map[uint32]int),
+		open: make(map[uint32]*openStream),
 	}
 	_ = c.run()
 }
@@ -458,9 +456,172 @@ func (c *h2conn) onRequestHeaders(id uint32, endStream bool) error {
 		return c.arrived(f)
 	}
 	c.maxAccepted = id
-	c.open[id] = i
-	faults[c] = append(faults[c], f) // placeholder, replaced below
+	c.open[id] = &openStream{index: i, fault: f}
+	if endStream {
+		return c.complete(id, c.open[id])
+	}
 	return nil
 }
 
-var faults = map[*h2conn][]H2Fault{}
+// onData records a request body fragment and grants the window back.
+func (c *h2conn) onData(id uint32, flags byte, payload []byte) error {
+	if id == 0 {
+		return errProtocol
+	}
+	data, _, err := unpad(flags, payload)
+	if err != nil {
+		return err
+	}
+	if n := uint32(len(payload)); n > 0 {
+		c.writeWindowUpdate(0, n)
+	}
+	st, ok := c.open[id]
+	if !ok {
+		return nil // refused, reset or ignored: only the connection window matters
+	}
+	c.s.mu.Lock()
+	rec := &c.s.streams[st.index]
+	rec.Body = append(rec.Body, data...)
+	c.s.mu.Unlock()
+	if flags&flagEndStream != 0 {
+		return c.complete(id, st)
+	}
+	if n := uint32(len(payload)); n > 0 {
+		c.writeWindowUpdate(id, n)
+	}
+	return nil
+}
+
+// complete acts on a stream whose request has been received whole.
+func (c *h2conn) complete(id uint32, st *openStream) error {
+	delete(c.open, id)
+	c.s.mu.Lock()
+	c.s.streams[st.index].Processed = true
+	c.s.mu.Unlock()
+	f := st.fault
+	if f.Kind == H2Reset {
+		code := f.Code
+		if code == ErrCodeNo {
+			code = ErrCodeInternal
+		}
+		c.writeRST(id, code)
+		return c.arrived(f)
+	}
+	body := f.Body
+	if body == nil {
+		body = []byte("ok\n")
+	}
+	// HPACK (RFC 7541): ":status: 200" is static index 8, sent indexed
+	// (0x88); content-length is a literal without indexing whose name is
+	// static index 28. Nothing enters the dynamic table.
+	block := []byte{0x88}
+	block = appendHPACKInt(block, 0x00, 4, 28)
+	cl := strconv.Itoa(len(body))
+	block = appendHPACKInt(block, 0x00, 7, uint64(len(cl)))
+	block = append(block, cl...)
+	if len(body) == 0 {
+		c.writeFrame(frameHeaders, flagEndHeaders|flagEndStream, id, block)
+	} else {
+		c.writeFrame(frameHeaders, flagEndHeaders, id, block)
+		for len(body) > 0 {
+			n := min(len(body), maxFrameSize)
+			var fl byte
+			if n == len(body) {
+				fl = flagEndStream
+			}
+			c.writeFrame(frameData, fl, id, body[:n])
+			body = body[n:]
+		}
+	}
+	return c.arrived(f)
+}
+
+// onClientReset forgets a stream the client reset.
+func (c *h2conn) onClientReset(id uint32) {
+	st, ok := c.open[id]
+	if !ok {
+		return
+	}
+	delete(c.open, id)
+	c.s.mu.Lock()
+	c.s.streams[st.index].Canceled = true
+	c.s.mu.Unlock()
+}
+
+// arrived flushes what was written and signals f.Arrived.
+func (c *h2conn) arrived(f H2Fault) error {
+	if f.Arrived == nil {
+		return nil
+	}
+	if err := c.bw.Flush(); err != nil {
+		return err
+	}
+	select {
+	case f.Arrived <- struct{}{}:
+		return nil
+	case <-c.s.done:
+		return net.ErrClosed
+	}
+}
+
+func (c *h2conn) writeFrame(typ, flags byte, stream uint32, payload []byte) {
+	var h [9]byte
+	h[0], h[1], h[2] = byte(len(payload)>>16), byte(len(payload)>>8), byte(len(payload))
+	h[3], h[4] = typ, flags
+	binary.BigEndian.PutUint32(h[5:], stream&0x7fffffff)
+	c.bw.Write(h[:]) // errors surface at Flush
+	c.bw.Write(payload)
+}
+
+func (c *h2conn) writeRST(id uint32, code ErrCode) {
+	var p [4]byte
+	binary.BigEndian.PutUint32(p[:], uint32(code))
+	c.writeFrame(frameRSTStream, 0, id, p[:])
+}
+
+func (c *h2conn) writeWindowUpdate(id, n uint32) {
+	var p [4]byte
+	binary.BigEndian.PutUint32(p[:], n)
+	c.writeFrame(frameWindowUpdate, 0, id, p[:])
+}
+
+// openStream is a stream accepted for processing whose request is not yet
+// complete.
+type openStream struct {
+	index int // in H2Server.streams
+	fault H2Fault
+}
+
+// unpad strips the padding (and, for HEADERS, the priority fields) from a
+// frame payload.
+func unpad(flags byte, payload []byte) (data []byte, pad int, err error) {
+	data = payload
+	if flags&flagPadded != 0 {
+		if len(data) < 1 {
+			return nil, 0, errProtocol
+		}
+		pad = int(data[0])
+		data = data[1:]
+		if pad > len(data) {
+			return nil, 0, errProtocol
+		}
+		data = data[:len(data)-pad]
+	}
+	return data, pad, nil
+}
+
+// appendHPACKInt appends v as an HPACK integer with an n-bit prefix after
+// the high bits in first (RFC 7541 §5.1).
+func appendHPACKInt(b []byte, first byte, n uint, v uint64) []byte {
+	limit := uint64(1)<<n - 1
+	if v < limit {
+		return append(b, first|byte(v))
+	}
+	b = append(b, first|byte(limit))
+	v -= limit
+	for v >= 128 {
+		b = append(b, byte(v&0x7f)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
+}
