@@ -1,0 +1,2 @@
+// Package integration is a separate module of saferetry, so the core keeps its three dependencies.
+package integration

@@ -1,0 +1,7 @@
+module github.com/saferetry/saferetry/integration
+
+go 1.25
+
+require github.com/saferetry/saferetry v0.0.0
+
+replace github.com/saferetry/saferetry => ../

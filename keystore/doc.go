@@ -1,0 +1,2 @@
+// Package keystore is a separate module of saferetry, so the core keeps its three dependencies.
+package keystore
