@@ -241,9 +241,9 @@ type Stats struct {
 // are final once the client has seen the response (or the fault).
 func (s *Server) Stats() Stats {
 	conns, resets := s.listener.counts()
-	st := Stats{Paths: make(map[string]PathStats, len(s.paths)), Conns: conns, ResetConns: resets}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	st := Stats{Paths: make(map[string]PathStats, len(s.paths)), Conns: conns, ResetConns: resets}
 	for p, ps := range s.paths {
 		cp := PathStats{Commits: ps.Commits, Requests: make([]Record, len(ps.Requests))}
 		for i, r := range ps.Requests {
