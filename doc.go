@@ -34,12 +34,13 @@
 //
 // # Go's own retries
 //
-// net/http's Transport already resends some requests by itself: a request
-// that failed on a reused idle connection before anything was written, and
-// HTTP/2 requests refused by the server (REFUSED_STREAM, or GOAWAY before
-// the stream was processed), provided the body can be rewound through
-// GetBody. It treats requests carrying Idempotency-Key or X-Idempotency-Key
-// as replayable, like idempotent methods. Those resends happen inside one
-// saferetry attempt, are invisible to it, and are not counted against the
-// budget; they only ever resend requests the server did not process.
+// net/http's Transport already resends some requests by itself, inside
+// what saferetry sees as one attempt: a request that failed on a reused
+// idle connection, and HTTP/2 requests the server refused (REFUSED_STREAM,
+// or GOAWAY before the stream was processed), provided the body can be
+// rewound through GetBody. It resends an unkeyed POST only when nothing of
+// it was written; but it treats requests carrying Idempotency-Key or
+// X-Idempotency-Key as replayable, like GET, and may resend those after
+// the server processed them, trusting the server to deduplicate by key.
+// Those resends are not counted by Attempts nor against the budget.
 package saferetry

@@ -174,7 +174,7 @@ func (r *retryRun) loop() (*http.Response, error) {
 		case Done:
 			return r.finish(a, StopNone)
 		case Fatal:
-			return r.finish(a, StopNotRetryable)
+			return r.finish(a, r.refuse(a, StopNotRetryable))
 		}
 		if r.ctx.Err() != nil {
 			discard(resp, t.drainBytes())

@@ -674,3 +674,57 @@ func TestZeroValueLayersAreUsable(t *testing.T) {
 		})
 	}
 }
+
+func TestBudgetStopsRetries(t *testing.T) {
+	exhausted := func() *Budget { return NewBudget(BudgetRatio(0), BudgetMinRetriesPerSecond(0)) }
+	t.Run("status: the last response, marked", func(t *testing.T) {
+		s := &script{outcomes: statuses(503, 200)}
+		var events []RetryEvent
+		tr := &Transport{Base: s, Budget: exhausted(), Backoff: noWait, OnRetry: func(ev RetryEvent) { events = append(events, ev) }}
+		resp, err := tr.RoundTrip(get(t, "http://api.test/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 503 || s.attempts() != 1 || Stopped(resp) != StopBudget {
+			t.Fatalf("status %d after %d attempts, stopped %v", resp.StatusCode, s.attempts(), Stopped(resp))
+		}
+		if len(events) != 1 || events[0].Stopped != StopBudget {
+			t.Fatalf("events %+v; want one budget stop", events)
+		}
+	})
+	t.Run("error: errors.Is ErrBudgetExhausted", func(t *testing.T) {
+		s := &script{outcomes: []outcome{{err: io.ErrUnexpectedEOF}}}
+		tr := &Transport{Base: s, Budget: exhausted(), Backoff: noWait}
+		_, err := tr.RoundTrip(get(t, "http://api.test/"))
+		if !errors.Is(err, ErrBudgetExhausted) || !errors.Is(err, io.ErrUnexpectedEOF) || s.attempts() != 1 {
+			t.Fatalf("err %v after %d attempts", err, s.attempts())
+		}
+	})
+	t.Run("a replay body taken for a refused retry is closed", func(t *testing.T) {
+		s := &script{outcomes: statuses(503)}
+		body := &countingCloser{}
+		tr := &BodyCache{Base: &Transport{Base: s, Budget: exhausted(), Backoff: noWait}}
+		req, _ := http.NewRequest(http.MethodPut, "http://api.test/", body)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if body.closed != 1 {
+			t.Fatalf("caller's body closed %d times, want 1", body.closed)
+		}
+	})
+	t.Run("shared between transports", func(t *testing.T) {
+		shared := NewBudget(BudgetRatio(0), BudgetMinRetriesPerSecond(0.1), BudgetWindow(10*time.Second)) // a reserve of one retry
+		a := &Transport{Base: &script{outcomes: statuses(503, 200)}, Budget: shared, Backoff: noWait}
+		b := &Transport{Base: &script{outcomes: statuses(503, 200)}, Budget: shared, Backoff: noWait}
+		ra, _ := a.RoundTrip(get(t, "http://api.test/"))
+		rb, _ := b.RoundTrip(get(t, "http://api.test/"))
+		ra.Body.Close()
+		rb.Body.Close()
+		if ra.StatusCode != 200 || rb.StatusCode != 503 || Stopped(rb) != StopBudget {
+			t.Fatalf("first %d, second %d (%v); want the one shared retry spent by the first", ra.StatusCode, rb.StatusCode, Stopped(rb))
+		}
+	})
+}

@@ -408,7 +408,7 @@ func (c *h2conn) onHeaders(id uint32, flags byte, payload []byte) error {
 	if id == 0 {
 		return errProtocol
 	}
-	if _, _, err := unpad(flags, payload); err != nil {
+	if _, err := unpad(flags, payload); err != nil {
 		return err
 	}
 	if flags&flagEndHeaders == 0 {
@@ -468,7 +468,7 @@ func (c *h2conn) onData(id uint32, flags byte, payload []byte) error {
 	if id == 0 {
 		return errProtocol
 	}
-	data, _, err := unpad(flags, payload)
+	data, err := unpad(flags, payload)
 	if err != nil {
 		return err
 	}
@@ -592,22 +592,17 @@ type openStream struct {
 	fault H2Fault
 }
 
-// unpad strips the padding (and, for HEADERS, the priority fields) from a
-// frame payload.
-func unpad(flags byte, payload []byte) (data []byte, pad int, err error) {
-	data = payload
-	if flags&flagPadded != 0 {
-		if len(data) < 1 {
-			return nil, 0, errProtocol
-		}
-		pad = int(data[0])
-		data = data[1:]
-		if pad > len(data) {
-			return nil, 0, errProtocol
-		}
-		data = data[:len(data)-pad]
+// unpad strips the padding from a DATA or HEADERS payload (what follows
+// is, for HEADERS, the priority fields and the block fragment, which the
+// server does not need).
+func unpad(flags byte, payload []byte) ([]byte, error) {
+	if flags&flagPadded == 0 {
+		return payload, nil
 	}
-	return data, pad, nil
+	if len(payload) < 1 || int(payload[0]) > len(payload)-1 {
+		return nil, errProtocol
+	}
+	return payload[1 : len(payload)-int(payload[0])], nil
 }
 
 // appendHPACKInt appends v as an HPACK integer with an n-bit prefix after
