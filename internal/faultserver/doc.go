@@ -37,10 +37,14 @@
 // without failing the others, so the reset kinds send RST_STREAM
 // (INTERNAL_ERROR) on the stream instead; see [Kind].
 //
-// Nothing in this package sleeps to wait for an event. A fault that pauses
-// waits on a channel the caller controls ([Fault.Release], [Fault.Step]), on
-// the request's context, or on [Server.Close], which releases every paused
-// request, so no goroutine outlives the server.
+// No fault depends on timing, apart from SlowBody's optional Delay (for
+// demos). A fault that pauses waits on a channel the caller controls
+// ([Fault.Release], [Fault.Step]) and tells the caller it got there
+// ([Fault.Arrived]); it also ends when the request's context does or when
+// [Server.Close] runs, which aborts every paused request and returns only
+// once every handler has, so no goroutine outlives the server.
+// [Server.WaitIdle] lets a test wait for the handlers of requests its
+// client gave up on.
 //
 // # The raw HTTP/2 server
 //
@@ -55,42 +59,51 @@
 // reset the stream after reading it whole. It records every stream it
 // received and which it processed.
 //
-// # What Go's HTTP/2 client does with these faults (go1.26, h2_bundle.go)
+// # What Go's HTTP/2 client does with these faults
 //
-// The retry layer must know this, because net/http retries some of these
-// faults itself, below any RoundTripper a user installs:
+// Observed with go1.26 against [H2Server] (see h2_bundle.go,
+// http2Transport.RoundTripOpt and http2canRetryError); the retry layer
+// must know it, because net/http retries these faults itself, below any
+// RoundTripper a user installs:
 //
-//   - RST_STREAM(REFUSED_STREAM): http2Transport.RoundTripOpt retries on the
-//     same connection, at once the first time, then after 1 s, 2 s, 4 s, 8 s,
-//     16 s and 32 s (+ up to 10% jitter): up to 8 streams for one RoundTrip,
-//     about 63 s. It then returns the unexported http2StreamError{StreamID,
-//     Code: REFUSED_STREAM (7), Cause: "received from peer"}, which
-//     errors.As converts into any struct with the fields StreamID uint32,
-//     Code uint32 (or a uint32-based type) and Cause error. If the request's
-//     context ends during a pause, RoundTrip returns context.Canceled (or
-//     DeadlineExceeded) at once.
-//   - RST_STREAM(PROTOCOL_ERROR) from the server is retried the same way
-//     (golang/go#47635), even if the server had processed the request: a
-//     retried POST is then committed twice. Other codes (INTERNAL_ERROR,
-//     what Go's own server sends when a handler aborts) are not retried.
-//   - GOAWAY NO_ERROR with a last stream id below the stream: the stream
-//     fails with errClientConnGotGoAway, the h2 layer gives up on the
-//     connection and http.Transport dials a new one and sends the request
-//     again, with no pause and no limit: a server that answers every new
-//     connection with GOAWAY keeps one RoundTrip dialling until its context
-//     ends.
-//   - GOAWAY with an error code on stream 1 of a connection is not retried:
+//   - RST_STREAM(REFUSED_STREAM): retried on the same connection, at once
+//     the first time, then after 1 s, 2 s, 4 s, 8 s, 16 s and 32 s (plus up
+//     to 10% jitter): 8 streams and about 64 s for one RoundTrip. It then
+//     returns the unexported http2StreamError{StreamID, Code, Cause}
+//     (REFUSED_STREAM = 7, Cause "received from peer"). errors.As copies it
+//     into any error type (it needs an Error method) that is a struct with
+//     the fields StreamID uint32, Code (a uint32 type such as [ErrCode])
+//     and Cause error: the way to read HTTP/2 error codes without
+//     golang.org/x/net. If the request's context ends during a pause,
+//     RoundTrip returns the context's error at once.
+//   - GOAWAY with NO_ERROR and a last stream id below the stream: the stream
+//     fails with an internal errClientConnGotGoAway and http.Transport
+//     dials a new connection and sends again, at once and without limit:
+//     against a server that answers every connection with GOAWAY, one
+//     RoundTrip opened about 2,400 connections in 2 s, until its context
+//     ended.
+//   - GOAWAY with an error code, on stream 1 of a connection: not retried;
 //     RoundTrip returns a plain error ("http2: Transport received GOAWAY
-//     from server ErrCode:...") with no type to match.
-//   - Either retry needs a body that can be sent again: none, http.NoBody,
-//     or Request.GetBody (set by http.NewRequest for bytes and strings
-//     readers). Otherwise RoundTrip returns an untyped error ("http2:
-//     Transport: cannot retry err [...] after Request.Body was written;
-//     define Request.GetBody to avoid this error") after one stream.
+//     from server ErrCode:PROTOCOL_ERROR") with no type to match.
+//   - RST_STREAM(PROTOCOL_ERROR), even after the server processed the
+//     stream: retried at once on a new connection, without limit
+//     (golang/go#47635). A POST whose every stream was reset so was
+//     committed over a thousand times in one second. RST_STREAM with other
+//     codes (INTERNAL_ERROR, which Go's own server sends when a handler
+//     aborts) is not retried: RoundTrip or the body's Read returns the
+//     http2StreamError.
+//   - Each retry needs a body that can be sent again: none, http.NoBody, or
+//     Request.GetBody (set by http.NewRequest for bytes and strings
+//     readers). Otherwise RoundTrip returns, after one stream, an untyped
+//     error: "http2: Transport: cannot retry err [...] after Request.Body
+//     was written; define Request.GetBody to avoid this error".
 //
 // Go's HTTP/1 transport also retries by itself: on a reused keep-alive
 // connection, when the failure came before the first response byte, for a
 // request it deems replayable (GET, HEAD, OPTIONS, TRACE, or any method
 // with an Idempotency-Key or X-Idempotency-Key header, body rewindable).
-// Tests that must see one fault reach the client use fresh connections.
+// Tests that must see one fault reach the client use fresh connections
+// ([Server.Transport] gives each test its own pool). And over TLS, a
+// response that races the cancellation of its request's context can still
+// be returned, with a nil error.
 package faultserver

@@ -17,8 +17,10 @@ type Kind int
 
 const (
 	// Pass serves the request normally: it is the zero Kind. With
-	// Fault.Release set it holds the request after a keyed write was marked
-	// in flight and before the side effect is committed.
+	// Fault.Release set it holds the request before it is answered: a
+	// write before its side effect is committed (and, when keyed, after
+	// its key was marked in flight, so that a concurrent request with the
+	// same key gets 409).
 	Pass Kind = iota
 
 	// Respond answers Fault.Status (default 503) with Fault.Header and
@@ -27,13 +29,15 @@ const (
 	// or a scripted 409 or 422.
 	Respond
 
-	// Hang reads the request and then answers nothing until the request's
-	// context is done or the server closes; the server closing aborts the
-	// connection (HTTP/1.1) or the stream (HTTP/2). Nothing is processed.
+	// Hang reads the request and answers nothing: when the request's
+	// context is done or the server closes, it aborts the connection
+	// (HTTP/1.x) or the stream (HTTP/2). Nothing is processed.
 	Hang
 
 	// ResetAfterHeaders resets the connection once the request headers were
-	// read, before the body is read. Nothing is processed.
+	// read, before the body is read. Nothing is processed. A client still
+	// writing a large body may see EPIPE from its write instead of
+	// ECONNRESET.
 	ResetAfterHeaders
 
 	// ResetAfterBody reads the whole body, processes the request (a write
@@ -135,11 +139,12 @@ type Fault struct {
 
 	// Release, when not nil, holds the request at the fault's hold point
 	// until a value can be received from it (closing it releases all):
-	// for Pass after a keyed write was marked in flight and before the
-	// commit; for Respond before answering; for ResetAfterHeaders and
+	// for Pass before the commit or the answer (see Pass); for Respond
+	// before answering; for ResetAfterHeaders and
 	// ResetAfterBody before the reset; for ResetMidResponse and Truncate
 	// after the partial body, before the cut. A request whose context ends
-	// while held is dropped without effect; the server closing aborts it.
+	// while held, or that is held when the server closes, is aborted
+	// without an answer (and, held before its commit, without effect).
 	Release <-chan struct{}
 }
 

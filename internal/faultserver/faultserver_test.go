@@ -306,16 +306,14 @@ func TestSlowBody(t *testing.T) {
 		t.Run(p.name, func(t *testing.T) {
 			s := newServer(t, p.opts...)
 			step := make(chan struct{})
-			arrived := make(chan struct{})
 			body := []byte("0123456789abcdefXY")
-			s.Script("/r", Fault{Kind: SlowBody, Body: body, Chunk: 4, Step: step, Arrived: arrived})
+			s.Script("/r", Fault{Kind: SlowBody, Body: body, Chunk: 4, Step: step})
 			c := newClient(t, s.Transport())
 			resp, err := send(t.Context(), c, "GET", s.URL()+"/r", "", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer resp.Body.Close()
-			<-arrived // the first piece is out
 			var got []byte
 			buf := make([]byte, 64)
 			for len(got) < len(body) {
@@ -341,12 +339,10 @@ func TestSlowBody(t *testing.T) {
 	}
 }
 
-// TestHang checks that a hanging request ends when its client gives up
-// and when the server closes, leaving no goroutine behind (goleak in
-// TestMain).
+// TestHang checks that a hanging request ends when its client gives up.
 func TestHang(t *testing.T) {
 	for _, p := range protocols {
-		t.Run(p.name+"/client cancels", func(t *testing.T) {
+		t.Run(p.name, func(t *testing.T) {
 			s := newServer(t, p.opts...)
 			arrived := make(chan struct{})
 			s.Script("/r", Fault{Kind: Hang, Arrived: arrived})
@@ -357,7 +353,7 @@ func TestHang(t *testing.T) {
 				_, err := send(ctx, c, "POST", s.URL()+"/r", "pay", nil)
 				errc <- err
 			}()
-			<-arrived
+			waitArrived(t, arrived, errc)
 			cancel()
 			if err := <-errc; !errors.Is(err, context.Canceled) {
 				t.Fatalf("err = %v; want context.Canceled", err)
@@ -366,45 +362,55 @@ func TestHang(t *testing.T) {
 				t.Errorf("commits = %d; want 0", ps.Commits)
 			}
 		})
-		t.Run(p.name+"/server closes", func(t *testing.T) {
-			s := New(p.opts...)
-			arrived := make(chan struct{})
-			s.Script("/r", Fault{Kind: Hang, Arrived: arrived})
-			c := newClient(t, s.Transport())
-			errc := make(chan error, 1)
-			go func() {
-				resp, err := send(t.Context(), c, "GET", s.URL()+"/r", "", nil)
-				if err == nil {
-					resp.Body.Close()
-				}
-				errc <- err
-			}()
-			<-arrived
-			s.Close() // returns only once the hanging handler has returned
-			if err := <-errc; err == nil {
-				t.Fatal("a hanging request got a response after Close; want an error")
-			}
-		})
 	}
 }
 
-func TestCloseReleasesHeld(t *testing.T) {
-	s := New()
-	arrived := make(chan struct{})
-	s.Script("/r", Fault{Release: make(chan struct{}), Arrived: arrived})
-	c := newClient(t, s.Transport())
-	errc := make(chan error, 1)
-	go func() {
-		_, err := send(t.Context(), c, "POST", s.URL()+"/r", "pay", http.Header{"Idempotency-Key": {"k"}})
-		errc <- err
-	}()
-	<-arrived
-	s.Close()
-	if err := <-errc; err == nil {
-		t.Fatal("a held request got a response after Close; want an error")
+// TestCloseReleases checks that Close ends every request paused at its
+// fault, with an error for its client, no side effect for a request held
+// before its commit, and no goroutine left (goleak in TestMain).
+func TestCloseReleases(t *testing.T) {
+	never := make(chan struct{}) // a Release or Step that never comes
+	tests := []struct {
+		name    string
+		fault   Fault
+		commits int
+	}{
+		{"hang", Fault{Kind: Hang}, 0},
+		{"held before commit", Fault{Release: never}, 0},
+		{"held before responding", Fault{Kind: Respond, Release: never}, 0},
+		{"held before reset", Fault{Kind: ResetAfterBody, Release: never}, 1},
+		{"held mid-response", Fault{Kind: ResetMidResponse, Release: never}, 1},
+		{"held before truncating", Fault{Kind: Truncate, Release: never}, 1},
+		{"slow body waiting for a step", Fault{Kind: SlowBody, Chunk: 2, Step: never}, 1},
 	}
-	if ps := s.Stats().Paths["/r"]; ps.Commits != 0 {
-		t.Fatalf("commits = %d; want 0", ps.Commits)
+	for _, p := range protocols {
+		for _, tc := range tests {
+			t.Run(p.name+"/"+tc.name, func(t *testing.T) {
+				s := newServer(t, p.opts...)
+				arrived := make(chan struct{})
+				f := tc.fault
+				f.Arrived = arrived
+				s.Script("/r", f)
+				c := newClient(t, s.Transport())
+				errc := make(chan error, 1)
+				go func() {
+					resp, err := send(t.Context(), c, "POST", s.URL()+"/r", "pay", http.Header{"Idempotency-Key": {"k"}})
+					if err == nil {
+						_, err = io.ReadAll(resp.Body) // the body is cut short
+						resp.Body.Close()
+					}
+					errc <- err
+				}()
+				waitArrived(t, arrived, errc)
+				s.Close() // returns once every handler has returned
+				if err := <-errc; err == nil {
+					t.Fatal("the request succeeded after Close; want an error")
+				}
+				if ps := s.Stats().Paths["/r"]; ps.Commits != tc.commits {
+					t.Fatalf("commits = %d; want %d", ps.Commits, tc.commits)
+				}
+			})
+		}
 	}
 }
 
@@ -430,7 +436,11 @@ func TestDedup(t *testing.T) {
 				resp, err := send(t.Context(), c, "POST", url, "amount=10", key("Idempotency-Key", "k1"))
 				first <- result{resp, err}
 			}()
-			<-arrived // k1 is in flight
+			select {
+			case <-arrived: // k1 is in flight
+			case r := <-first:
+				t.Fatalf("the held request ended early: %v, %v", r.resp, r.err)
+			}
 
 			steps := []struct {
 				name   string
@@ -560,26 +570,20 @@ func TestHeldKeyFreedWhenClientLeaves(t *testing.T) {
 		_, err := send(ctx, c, "POST", s.URL()+"/r", "pay", hdr)
 		errc <- err
 	}()
-	<-arrived
+	waitArrived(t, arrived, errc)
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v; want context.Canceled", err)
 	}
-	// The handler sees the cancellation asynchronously: until then the key
-	// is in flight and a retry gets 409, which is also what a real server
-	// does. Retry on 409 until it is free.
-	for {
-		resp, err := send(t.Context(), c, "POST", s.URL()+"/r", "pay", hdr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		readAll(t, resp)
-		if resp.StatusCode == 200 {
-			break
-		}
-		if resp.StatusCode != 409 {
-			t.Fatalf("status = %d; want 200 (or 409 while the key is still held)", resp.StatusCode)
-		}
+	// The handler sees the cancellation asynchronously; once it has
+	// returned the key is free.
+	if err := s.WaitIdle(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := send(t.Context(), c, "POST", s.URL()+"/r", "pay", hdr)
+	wantStatus(t, resp, err, 200)
+	if resp.Header.Get("Idempotent-Replayed") != "" {
+		t.Fatal("the retry was a replay; want a first commit")
 	}
 	if ps := s.Stats().Paths["/r"]; ps.Commits != 1 {
 		t.Fatalf("commits = %d; want 1", ps.Commits)
@@ -681,5 +685,16 @@ func TestKindString(t *testing.T) {
 	}
 	if H2Refuse.String() != "H2Refuse" || Replayed.String() != "Replayed" {
 		t.Fatal("String")
+	}
+}
+
+// waitArrived waits for a request to reach its fault, failing at once if
+// the request ends first, so that no test can fail only by timing out.
+func waitArrived(t *testing.T, arrived <-chan struct{}, errc <-chan error) {
+	t.Helper()
+	select {
+	case <-arrived:
+	case err := <-errc:
+		t.Fatalf("the request ended before reaching its fault: %v", err)
 	}
 }

@@ -52,14 +52,13 @@ func (k H2Kind) String() string {
 // ErrCode is an HTTP/2 error code (RFC 9113 §7).
 type ErrCode uint32
 
-// The HTTP/2 error codes the server sends.
+// HTTP/2 error codes the server sends or a client may send.
 const (
 	ErrCodeNo            ErrCode = 0x0
 	ErrCodeProtocol      ErrCode = 0x1
 	ErrCodeInternal      ErrCode = 0x2
 	ErrCodeRefusedStream ErrCode = 0x7
 	ErrCodeCancel        ErrCode = 0x8
-	ErrCodeEnhanceCalm   ErrCode = 0xb
 )
 
 // H2Fault is what the raw server does with the next streams, in the order

@@ -166,21 +166,22 @@ func TestH2Forever(t *testing.T) {
 	tests := []struct {
 		name    string
 		kind    H2Kind
+		code    ErrCode
 		streams int // streams to see before canceling
 	}{
 		// The first retry is immediate; the second waits 1 s, so canceling
 		// after two streams ends the RoundTrip in its pause.
-		{"REFUSED_STREAM", H2Refuse, 2},
-		{"GOAWAY", H2GoAway, 5},
+		{"REFUSED_STREAM", H2Refuse, 0, 2},
+		{"GOAWAY", H2GoAway, ErrCodeNo, 5},
 		// RST_STREAM(PROTOCOL_ERROR) after the server processed the stream:
 		// resent at once on a new connection each time.
-		{"PROTOCOL_ERROR after processing", H2Reset, 5},
+		{"PROTOCOL_ERROR after processing", H2Reset, ErrCodeProtocol, 5},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newH2(t)
 			arrived := make(chan struct{})
-			s.Script(H2Fault{Kind: tc.kind, Code: ErrCodeProtocol, Count: -1, Arrived: arrived})
+			s.Script(H2Fault{Kind: tc.kind, Code: tc.code, Count: -1, Arrived: arrived})
 			c := newClient(t, s.Transport())
 			ctx, cancel := context.WithCancel(t.Context())
 			errc := make(chan error, 1)
@@ -190,7 +191,7 @@ func TestH2Forever(t *testing.T) {
 				errc <- err
 			}()
 			for range tc.streams {
-				<-arrived
+				waitArrived(t, arrived, errc)
 			}
 			cancel()
 			if err := <-errc; !errors.Is(err, context.Canceled) {

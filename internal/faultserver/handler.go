@@ -13,8 +13,7 @@ import (
 	"time"
 )
 
-// errClosed reports that the server is closing; a paused request that
-// sees it aborts its connection or stream.
+// errClosed reports that the server is closing.
 var errClosed = errors.New("faultserver: server closed")
 
 // response is an answer the server computed, before a fault delivers it.
@@ -37,6 +36,8 @@ type keyEntry struct {
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	s.enter()
+	defer s.leave()
 	f := s.next(r.URL.Path)
 	key := s.keyOf(r.Header)
 	path := r.URL.Path
@@ -55,14 +56,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		rec.BodyRead = err == nil
 	})
 	if err != nil {
-		return // the client went away mid-body
+		panic(http.ErrAbortHandler) // the client went away mid-body
 	}
 
 	switch f.Kind {
 	case Respond:
-		if !s.pauseOrAbort(ctx, f) {
-			return
-		}
+		s.pauseOrAbort(ctx, f)
 		status := f.Status
 		if status == 0 {
 			status = http.StatusServiceUnavailable
@@ -73,18 +72,15 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		if s.arrive(ctx, f) == nil {
 			s.wait(ctx, nil, 0)
 		}
-		if s.closing() {
-			panic(http.ErrAbortHandler)
-		}
-		return
+		// A hanging server never answers, even a client that has gone:
+		// over TLS, Go's transport can still read an answer that races
+		// its own cancellation, and would return it.
+		panic(http.ErrAbortHandler)
 	}
 
 	resp, err := s.process(ctx, r, i, key, body, f)
 	if err != nil {
-		if errors.Is(err, errClosed) {
-			panic(http.ErrAbortHandler)
-		}
-		return
+		panic(http.ErrAbortHandler) // dropped while held
 	}
 
 	switch f.Kind {
@@ -112,8 +108,10 @@ func (s *Server) keyOf(h http.Header) string {
 
 // process does what a normal server does with the request: a read is
 // answered; a write commits a side effect, deduplicated by key. A Pass
-// fault pauses at its hold point here. The returned error is errClosed or
-// the context's error when the pause was cut short; nothing was committed.
+// fault pauses here: before the commit (after a new key was marked in
+// flight), or before answering a read or a request the key store answers.
+// The returned error is errClosed or the context's error when the pause
+// was cut short; nothing was committed.
 func (s *Server) process(ctx context.Context, r *http.Request, i int, key string, body []byte, f Fault) (response, error) {
 	path := r.URL.Path
 	hold := func() error {
@@ -134,28 +132,34 @@ func (s *Server) process(ctx context.Context, r *http.Request, i int, key string
 		fp := fingerprint(r.Method, path, body)
 		s.mu.Lock()
 		e := s.keys[key]
-		switch {
-		case e != nil && e.fingerprint != fp:
-			s.paths[path].Requests[i].Effect = KeyReused
+		if e == nil {
+			entry = &keyEntry{fingerprint: fp, inFlight: true}
+			s.keys[key] = entry
 			s.mu.Unlock()
-			return f.apply(problem(http.StatusUnprocessableEntity,
-				"This Idempotency-Key was already used with a different request payload")), nil
-		case e != nil && e.inFlight:
-			s.paths[path].Requests[i].Effect = InProgress
-			s.mu.Unlock()
-			return f.apply(problem(http.StatusConflict,
-				"A request with this Idempotency-Key is still being processed")), nil
-		case e != nil:
+		} else {
+			// Answered from the key store: nothing is committed.
 			rec := &s.paths[path].Requests[i]
-			rec.Effect, rec.Commit = Replayed, e.commit
-			resp := e.resp.clone()
+			var resp response
+			switch {
+			case e.fingerprint != fp:
+				rec.Effect = KeyReused
+				resp = problem(http.StatusUnprocessableEntity,
+					"This Idempotency-Key was already used with a different request payload")
+			case e.inFlight:
+				rec.Effect = InProgress
+				resp = problem(http.StatusConflict,
+					"A request with this Idempotency-Key is still being processed")
+			default:
+				rec.Effect, rec.Commit = Replayed, e.commit
+				resp = e.resp.clone()
+				resp.header.Set("Idempotent-Replayed", "true")
+			}
 			s.mu.Unlock()
-			resp.header.Set("Idempotent-Replayed", "true")
+			if err := hold(); err != nil {
+				return response{}, err
+			}
 			return f.apply(resp), nil
 		}
-		entry = &keyEntry{fingerprint: fp, inFlight: true}
-		s.keys[key] = entry
-		s.mu.Unlock()
 	}
 
 	if err := hold(); err != nil {
@@ -214,6 +218,19 @@ func (s *Server) cutResponse(ctx context.Context, w http.ResponseWriter, r *http
 	if err != nil {
 		panic(http.ErrAbortHandler)
 	}
+	s.mu.Lock()
+	if s.closing() {
+		s.mu.Unlock()
+		abort(conn)
+		return
+	}
+	s.hijacked[conn] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.hijacked, conn)
+		s.mu.Unlock()
+	}()
 	fmt.Fprintf(bufrw, "HTTP/1.1 %d %s\r\n", resp.status, http.StatusText(resp.status))
 	resp.header.Del("Content-Length")
 	_ = resp.header.Write(bufrw)
@@ -223,7 +240,7 @@ func (s *Server) cutResponse(ctx context.Context, w http.ResponseWriter, r *http
 	// Once hijacked, the request's context no longer follows the client:
 	// only Release or Close end the pause.
 	err = s.pause(ctx, f)
-	if f.Kind == ResetMidResponse || errors.Is(err, errClosed) {
+	if f.Kind == ResetMidResponse || err != nil {
 		abort(conn)
 		return
 	}
@@ -252,10 +269,7 @@ func (s *Server) trickle(ctx context.Context, w http.ResponseWriter, resp respon
 	for first := true; ; first = false {
 		if !first {
 			if err := s.wait(ctx, f.Step, delay); err != nil {
-				if errors.Is(err, errClosed) {
-					panic(http.ErrAbortHandler)
-				}
-				return
+				panic(http.ErrAbortHandler)
 			}
 		}
 		n := min(chunk, len(body))
@@ -268,10 +282,7 @@ func (s *Server) trickle(ctx context.Context, w http.ResponseWriter, resp respon
 		body = body[n:]
 		if first {
 			if err := s.arrive(ctx, f); err != nil {
-				if errors.Is(err, errClosed) {
-					panic(http.ErrAbortHandler)
-				}
-				return
+				panic(http.ErrAbortHandler)
 			}
 		}
 		if len(body) == 0 {
@@ -291,14 +302,13 @@ func (s *Server) pause(ctx context.Context, f Fault) error {
 	return s.wait(ctx, f.Release, 0)
 }
 
-// pauseOrAbort pauses and reports whether the request should go on. When
-// the server is closing it aborts the handler (which does not return).
-func (s *Server) pauseOrAbort(ctx context.Context, f Fault) bool {
-	err := s.pause(ctx, f)
-	if errors.Is(err, errClosed) {
+// pauseOrAbort pauses; if the pause is cut short (the client left, the
+// server is closing) it aborts the handler, which then sends nothing more:
+// it closes the connection over HTTP/1.x, resets the stream over HTTP/2.
+func (s *Server) pauseOrAbort(ctx context.Context, f Fault) {
+	if err := s.pause(ctx, f); err != nil {
 		panic(http.ErrAbortHandler)
 	}
-	return err == nil
 }
 
 // arrive sends on f.Arrived, if set.

@@ -1,6 +1,7 @@
 package faultserver
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"sync"
 )
 
@@ -22,11 +24,14 @@ type Server struct {
 	done       chan struct{} // closed by Close: releases every paused request
 	closeOnce  sync.Once
 
-	mu      sync.Mutex
-	scripts map[string][]Fault
-	paths   map[string]*PathStats
-	keys    map[string]*keyEntry
-	seq     int
+	mu       sync.Mutex
+	scripts  map[string][]Fault
+	paths    map[string]*PathStats
+	keys     map[string]*keyEntry
+	seq      int
+	active   int           // handlers running
+	idle     chan struct{} // closed when active drops to 0; nil while 0
+	hijacked map[net.Conn]struct{}
 }
 
 // Option configures a [Server].
@@ -42,8 +47,9 @@ type config struct {
 // [Server.Client] and [Server.Transport] trust. Default: plain HTTP.
 func WithTLS() Option { return func(c *config) { c.tls = true } }
 
-// WithHTTP2 serves HTTP/2 over TLS (ALPN "h2", falling back to HTTP/1.1
-// for a client that does not offer it). Default: plain HTTP/1.1.
+// WithHTTP2 serves HTTP/2 over TLS: the server offers only ALPN "h2", as
+// httptest does, and the clients of [Server.Client] and [Server.Transport]
+// take it. Default: plain HTTP/1.1.
 func WithHTTP2() Option { return func(c *config) { c.tls, c.h2 = true, true } }
 
 // WithKeyHeader adds a header name whose value the server treats as an
@@ -73,6 +79,7 @@ func New(opts ...Option) *Server {
 		scripts:    make(map[string][]Fault),
 		paths:      make(map[string]*PathStats),
 		keys:       make(map[string]*keyEntry),
+		hijacked:   make(map[net.Conn]struct{}),
 	}
 	s.ts = httptest.NewUnstartedServer(http.HandlerFunc(s.serveHTTP))
 	s.ts.Config.ErrorLog = cfg.errorLog
@@ -115,7 +122,13 @@ func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		close(s.done)
 		s.listener.closeResets()
+		s.mu.Lock()
+		for c := range s.hijacked {
+			abort(c) // httptest no longer tracks it
+		}
+		s.mu.Unlock()
 		s.ts.Close()
+		_ = s.WaitIdle(context.Background()) // handlers of hijacked connections
 		s.listener.wait()
 	})
 }
@@ -137,6 +150,46 @@ func (s *Server) Script(path string, faults ...Fault) {
 // request, which the server never reads. Connections already open (a
 // client's keep-alive pool) are not affected.
 func (s *Server) ResetConns(n int) { s.listener.add(n) }
+
+// WaitIdle blocks until no request is being handled (every handler has
+// returned, so its record is final) or ctx is done. A test calls it after
+// its client gave up on a request, before looking at [Server.Stats] or
+// reusing an idempotency key.
+func (s *Server) WaitIdle(ctx context.Context) error {
+	s.mu.Lock()
+	if s.active == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	idle := s.idle
+	s.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// enter and leave count running handlers for WaitIdle.
+func (s *Server) enter() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.active == 0 {
+		s.idle = make(chan struct{})
+	}
+	s.active++
+}
+
+func (s *Server) leave() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.active--
+	if s.active == 0 {
+		close(s.idle)
+		s.idle = nil
+	}
+}
 
 // next pops the fault for a request to path.
 func (s *Server) next(path string) Fault {
@@ -190,7 +243,7 @@ func (e Effect) String() string {
 	if e >= 0 && int(e) < len(effectNames) {
 		return effectNames[e]
 	}
-	return "Effect(?)"
+	return "Effect(" + strconv.Itoa(int(e)) + ")"
 }
 
 // Record is one request as the server received it.
@@ -237,8 +290,9 @@ type Stats struct {
 }
 
 // Stats returns a deep copy of what the server has received so far. A
-// request appears once its headers have been read; its Body and Effect
-// are final once the client has seen the response (or the fault).
+// request appears once its headers have been read; its record is final
+// once the client has seen the response or the fault, or, for a request
+// the client gave up on, after [Server.WaitIdle].
 func (s *Server) Stats() Stats {
 	conns, resets := s.listener.counts()
 	s.mu.Lock()
@@ -256,8 +310,8 @@ func (s *Server) Stats() Stats {
 	return st
 }
 
-// Keys returns the idempotency keys seen on path, one per request in
-// arrival order ("" for a request without one).
+// Keys returns the idempotency key of each request, in arrival order (""
+// for a request without one).
 func (p PathStats) Keys() []string {
 	keys := make([]string, len(p.Requests))
 	for i, r := range p.Requests {
@@ -266,8 +320,7 @@ func (p PathStats) Keys() []string {
 	return keys
 }
 
-// Bodies returns the bodies received on path, one per request in arrival
-// order.
+// Bodies returns the body of each request, in arrival order.
 func (p PathStats) Bodies() [][]byte {
 	bodies := make([][]byte, len(p.Requests))
 	for i, r := range p.Requests {
