@@ -1,6 +1,7 @@
 package saferetry
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -32,9 +33,23 @@ var ErrInvalidKey = errors.New("saferetry: invalid idempotency key")
 // X-Idempotency-Key or Header), and never modifies the caller's request: it
 // sends a copy with its own header map.
 //
+// A request that names an operation (WithOperation) gets its key from
+// Store instead: the key recorded for the operation, or a fresh one the
+// store records before the request is sent. Once the response is final (a
+// 2xx, or a 4xx other than 408, 409, 429 and 413 with a Retry-After), the
+// operation is finished in the store; after an error or any other status
+// it stays pending, and sending it again, from this process or another
+// sharing a durable store, sends the same key. A named request the store
+// refuses is not sent: RoundTrip closes its body and returns an
+// *OperationError. Requests that name no operation never touch the store.
+//
+// A key makes retrying a write safe only when the server deduplicates by
+// it; for an API that ignores the key, configure no key methods.
+//
 // The zero value keys POST and PATCH requests with a random UUID (version
-// 4, 122 random bits) under Idempotency-Key, and sends them through a
-// pooled transport of its own. Safe for concurrent use.
+// 4, 122 random bits) under Idempotency-Key, keeps the keys of named
+// operations in memory, and sends requests through a pooled transport of
+// its own. Safe for concurrent use.
 type KeyInjector struct {
 	// Base is the next RoundTripper. Nil means a pooled transport from
 	// go-cleanhttp, created on first use.
@@ -53,8 +68,14 @@ type KeyInjector struct {
 	// the IETF draft (§2.1) specifies. The default is the bare key, which
 	// Stripe and most deployed APIs expect.
 	Quoted bool
+	// Store records the keys of named operations. Nil means a
+	// MemoryKeyStore of the injector's own, with DefaultOperationTTL,
+	// which survives no restart; the keystore module has SQLite and Redis
+	// stores that do.
+	Store KeyStore
 
-	base lazyBase
+	base   lazyBase
+	memory MemoryKeyStore
 }
 
 var _ http.RoundTripper = (*KeyInjector)(nil)
@@ -65,10 +86,69 @@ func (k *KeyInjector) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !k.wantsKey(req) {
 		return base.RoundTrip(req)
 	}
-	key, err := k.key()
+	if op, named := OperationFrom(req.Context()); named {
+		return k.roundTripOperation(base, req, op)
+	}
+	key, err := k.newKey()
 	if err != nil {
 		closeRequestBody(req)
 		return nil, err
+	}
+	return base.RoundTrip(k.withKey(req, key))
+}
+
+// roundTripOperation sends req, which names operation op, with the key
+// the store has for op, and finishes the operation once its outcome is
+// final.
+func (k *KeyInjector) roundTripOperation(base http.RoundTripper, req *http.Request, op string) (*http.Response, error) {
+	key, err := k.beginOperation(req, op)
+	if err != nil {
+		closeRequestBody(req)
+		return nil, &OperationError{Operation: op, Err: err}
+	}
+	resp, err := base.RoundTrip(k.withKey(req, key))
+	if err == nil && finalStatus(resp) {
+		// A failed Finish leaves the operation pending. That is safe:
+		// sending it again sends the same key, which the server
+		// deduplicates; so the response is not withheld for it.
+		_ = k.store().Finish(context.WithoutCancel(req.Context()), op, key, resp.StatusCode)
+	}
+	return resp, err
+}
+
+// beginOperation fingerprints req and returns the key recorded for op,
+// raw (unquoted) and checked.
+func (k *KeyInjector) beginOperation(req *http.Request, op string) (string, error) {
+	fp, err := fingerprintOf(req)
+	if err != nil {
+		return "", err
+	}
+	candidate, err := k.newKey()
+	if err != nil {
+		return "", err
+	}
+	key, err := k.store().Begin(req.Context(), op, fp, candidate)
+	if err != nil {
+		return "", err
+	}
+	if err := checkKey(key); err != nil {
+		return "", fmt.Errorf("the store's key: %w", err)
+	}
+	return key, nil
+}
+
+func (k *KeyInjector) store() KeyStore {
+	if k.Store != nil {
+		return k.Store
+	}
+	return &k.memory
+}
+
+// withKey returns a shallow copy of req with its own header map carrying
+// the raw key, quoted if so configured.
+func (k *KeyInjector) withKey(req *http.Request, key string) *http.Request {
+	if k.Quoted {
+		key = `"` + key + `"`
 	}
 	keyed := *req
 	keyed.Header = req.Header.Clone()
@@ -76,7 +156,7 @@ func (k *KeyInjector) RoundTrip(req *http.Request) (*http.Response, error) {
 		keyed.Header = make(http.Header, 1)
 	}
 	keyed.Header[k.headerName()] = []string{key}
-	return base.RoundTrip(&keyed)
+	return &keyed
 }
 
 // CloseIdleConnections forwards to the base transport.
@@ -111,8 +191,8 @@ func (k *KeyInjector) keysMethod(method string) bool {
 	return false
 }
 
-// key makes and checks a fresh key.
-func (k *KeyInjector) key() (string, error) {
+// newKey makes and checks a fresh key, unquoted.
+func (k *KeyInjector) newKey() (string, error) {
 	var key string
 	if k.NewKey != nil {
 		key = k.NewKey()
@@ -121,9 +201,6 @@ func (k *KeyInjector) key() (string, error) {
 	}
 	if err := checkKey(key); err != nil {
 		return "", err
-	}
-	if k.Quoted {
-		key = `"` + key + `"`
 	}
 	return key, nil
 }

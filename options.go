@@ -22,6 +22,7 @@ type config struct {
 	keyMethods     []string
 	keyFunc        func() string
 	quotedKeys     bool
+	keyStore       KeyStore
 	attemptTimeout time.Duration
 	maxRetryAfter  time.Duration
 	logger         *slog.Logger
@@ -137,6 +138,16 @@ func WithKeyFunc(newKey func() string) Option {
 // the bare key, which Stripe and most deployed APIs expect.
 func WithQuotedKeys() Option {
 	return func(c *config) { c.quotedKeys = true }
+}
+
+// WithKeyStore sets where the idempotency keys of named operations
+// (WithOperation) are recorded (default: a MemoryKeyStore of the stack's
+// own, which survives no restart). A nil store panics.
+func WithKeyStore(s KeyStore) Option {
+	if s == nil {
+		invalid("WithKeyStore", "nil", "store must not be nil")
+	}
+	return func(c *config) { c.keyStore = s }
 }
 
 // WithAttemptTimeout bounds each attempt until its response headers

@@ -59,6 +59,7 @@ func New(base http.RoundTripper, opts ...Option) *Stack {
 		Methods: cfg.keyMethods,
 		NewKey:  cfg.keyFunc,
 		Quoted:  cfg.quotedKeys,
+		Store:   cfg.keyStore,
 	}
 	return &Stack{Keys: keys, Bodies: bodies, Retries: retries}
 }

@@ -1,0 +1,633 @@
+package saferetry
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// spyStore is a KeyStore that counts its calls and can be told to fail.
+type spyStore struct {
+	MemoryKeyStore
+	begins, finishes atomic.Int32
+	beginErr         error
+	finished         chan int // receives each Finish's status, if set
+}
+
+func (s *spyStore) Begin(ctx context.Context, op string, fp Fingerprint, key string) (string, error) {
+	s.begins.Add(1)
+	if s.beginErr != nil {
+		return "", s.beginErr
+	}
+	return s.MemoryKeyStore.Begin(ctx, op, fp, key)
+}
+
+func (s *spyStore) Finish(ctx context.Context, op, key string, status int) error {
+	s.finishes.Add(1)
+	if s.finished != nil {
+		s.finished <- status
+	}
+	return s.MemoryKeyStore.Finish(ctx, op, key, status)
+}
+
+func namedPost(t testing.TB, ctx context.Context, url, op, body string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequestWithContext(WithOperation(ctx, op), http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+func TestOperationContext(t *testing.T) {
+	ctx := context.Background()
+	if op, ok := OperationFrom(ctx); ok || op != "" {
+		t.Fatalf("background names %q, %v", op, ok)
+	}
+	ctx = WithOperation(ctx, "webhook/4711")
+	if op, ok := OperationFrom(ctx); !ok || op != "webhook/4711" {
+		t.Fatalf("got %q, %v", op, ok)
+	}
+	if op, ok := OperationFrom(WithOperation(ctx, "")); ok || op != "" {
+		t.Fatalf("the empty name must name nothing, got %q, %v", op, ok)
+	}
+}
+
+// Two stacks sharing one store stand for a process and its successor
+// after a restart: the second sends the operation with the first's key.
+func TestNamedOperationKeepsItsKeyAcrossStacks(t *testing.T) {
+	srv := newRecordingServer(t, http.StatusServiceUnavailable, http.StatusCreated)
+	store := NewMemoryKeyStore(time.Hour)
+	send := func(body string) (*http.Response, error) {
+		stack := New(nil, WithKeyStore(store), WithMaxRetries(0))
+		defer stack.CloseIdleConnections()
+		resp, err := stack.RoundTrip(namedPost(t, context.Background(), srv.URL, "charge/order-1001", body))
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		return resp, err
+	}
+
+	resp, err := send(`{"amount":4200}`)
+	if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("first process: %v, %v", resp, err)
+	}
+	pending, err := store.Pending(context.Background())
+	if err != nil || len(pending) != 1 || pending[0].Operation != "charge/order-1001" {
+		t.Fatalf("after a 503 the operation must be pending: %+v, %v", pending, err)
+	}
+	first := srv.received()[0].key
+	if pending[0].Key != first {
+		t.Fatalf("pending key %q, sent %q", pending[0].Key, first)
+	}
+	if want := (Fingerprint{Method: "POST", URL: srv.URL, BodySHA256: sha256.Sum256([]byte(`{"amount":4200}`))}); pending[0].Fingerprint != want {
+		t.Fatalf("fingerprint %v, want %v", pending[0].Fingerprint, want)
+	}
+
+	resp, err = send(`{"amount":4200}`)
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("second process: %v, %v", resp, err)
+	}
+	got := srv.received()
+	if len(got) != 2 || got[1].key != first {
+		t.Fatalf("keys %q then %q, want the same", got[0].key, got[len(got)-1].key)
+	}
+	if pending, _ := store.Pending(context.Background()); len(pending) != 0 {
+		t.Fatalf("a 201 finishes the operation, still pending: %+v", pending)
+	}
+
+	_, err = send(`{"amount":4200}`)
+	var opErr *OperationError
+	if !errors.Is(err, ErrOperationDone) || !errors.As(err, &opErr) || opErr.Operation != "charge/order-1001" {
+		t.Fatalf("a finished operation sent again: %v, want an *OperationError with ErrOperationDone", err)
+	}
+	if n := len(srv.received()); n != 2 {
+		t.Fatalf("a finished operation was sent again (%d requests)", n)
+	}
+}
+
+func TestNamedOperationRefusesAnotherRequest(t *testing.T) {
+	const url = "http://api.test/charges"
+	tests := []struct {
+		name, method, url, body string
+		finishFirst             bool
+	}{
+		{name: "other body", method: "POST", url: url, body: `{"amount":1}`},
+		{name: "other URL", method: "POST", url: url + "?x=1", body: `{"amount":4200}`},
+		{name: "other method", method: "PATCH", url: url, body: `{"amount":4200}`},
+		{name: "other body of a done operation", method: "POST", url: url, body: `{"amount":1}`, finishFirst: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sent := 0
+			status := http.StatusServiceUnavailable
+			if tt.finishFirst {
+				status = http.StatusOK
+			}
+			k := &KeyInjector{Methods: []string{"POST", "PATCH"}, Base: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+				sent++
+				return &http.Response{StatusCode: status, Body: http.NoBody, Request: r}, nil
+			})}
+			if _, err := k.RoundTrip(namedPost(t, context.Background(), url, "op", `{"amount":4200}`)); err != nil {
+				t.Fatal(err)
+			}
+			body := &countingCloser{Reader: *strings.NewReader(tt.body)}
+			req, _ := http.NewRequestWithContext(WithOperation(context.Background(), "op"), tt.method, tt.url, body)
+			req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(tt.body)), nil }
+			_, err := k.RoundTrip(req)
+			var opErr *OperationError
+			if !errors.Is(err, ErrFingerprintMismatch) || !errors.As(err, &opErr) || opErr.Operation != "op" {
+				t.Fatalf("err %v, want an *OperationError with ErrFingerprintMismatch", err)
+			}
+			if sent != 1 || body.closed != 1 {
+				t.Fatalf("sent %d requests, body closed %d times; want 1 and 1", sent, body.closed)
+			}
+			if !strings.Contains(err.Error(), `operation "op"`) || strings.Contains(err.Error(), "saferetry: saferetry") {
+				t.Fatalf("unclear message: %v", err)
+			}
+		})
+	}
+}
+
+func TestNamedOperationFinishesOnFinalOutcomes(t *testing.T) {
+	retryAfter := http.Header{"Retry-After": {"1"}}
+	tests := []struct {
+		status   int
+		header   http.Header
+		err      error
+		finished bool
+	}{
+		{status: 200, finished: true},
+		{status: 201, finished: true},
+		{status: 204, finished: true},
+		{status: 400, finished: true},
+		{status: 404, finished: true},
+		{status: 413, finished: true},
+		{status: 422, finished: true},
+		{status: 413, header: retryAfter},
+		{status: 408},
+		{status: 409},
+		{status: 429, header: retryAfter},
+		{status: 500},
+		{status: 502},
+		{status: 503},
+		{status: 302},
+		{status: 307},
+		{err: errors.New("connection reset")},
+	}
+	for _, tt := range tests {
+		name := fmt.Sprint(tt.status, " ", tt.header)
+		if tt.err != nil {
+			name = "transport error"
+		}
+		t.Run(name, func(t *testing.T) {
+			store := &spyStore{}
+			k := &KeyInjector{Store: store, Base: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+				if tt.err != nil {
+					return nil, tt.err
+				}
+				return &http.Response{StatusCode: tt.status, Header: tt.header, Body: http.NoBody, Request: r}, nil
+			})}
+			resp, err := k.RoundTrip(namedPost(t, context.Background(), "http://api.test/", "op", "x"))
+			if !errors.Is(err, tt.err) || (err == nil && resp.StatusCode != tt.status) {
+				t.Fatalf("outcome changed: %v, %v", resp, err)
+			}
+			pending, _ := store.Pending(context.Background())
+			if tt.finished != (len(pending) == 0) || tt.finished != (store.finishes.Load() == 1) {
+				t.Fatalf("pending %v, finish called %d times; want finished=%v", pending, store.finishes.Load(), tt.finished)
+			}
+		})
+	}
+}
+
+// A done operation is kept, so that a late repeat is refused rather than
+// sent under a new key, until its TTL; then it is forgotten and pruned.
+func TestMemoryKeyStoreTTL(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		s := NewMemoryKeyStore(time.Hour)
+		fp := Fingerprint{Method: "POST", URL: "http://api.test/"}
+		if k, err := s.Begin(ctx, "pending", fp, "k1"); k != "k1" || err != nil {
+			t.Fatalf("%q, %v", k, err)
+		}
+		time.Sleep(30 * time.Minute)
+		if k, _ := s.Begin(ctx, "done", fp, "d1"); k != "d1" {
+			t.Fatal(k)
+		}
+		s.Finish(ctx, "done", "d1", 201)
+		time.Sleep(29 * time.Minute)
+		if k, err := s.Begin(ctx, "pending", fp, "k2"); k != "k1" || err != nil {
+			t.Fatalf("59m in: %q, %v; want the first key", k, err)
+		}
+		time.Sleep(time.Minute)
+		if k, err := s.Begin(ctx, "pending", fp, "k3"); k != "k3" || err != nil {
+			t.Fatalf("an hour in: %q, %v; want the operation forgotten", k, err)
+		}
+		if _, err := s.Begin(ctx, "done", fp, "d2"); !errors.Is(err, ErrOperationDone) || !strings.Contains(err.Error(), "201") {
+			t.Fatalf("a done operation within its TTL: %v", err)
+		}
+		time.Sleep(30 * time.Minute)
+		if k, err := s.Begin(ctx, "done", fp, "d3"); k != "d3" || err != nil {
+			t.Fatalf("a done operation past its TTL: %q, %v; want it begun anew", k, err)
+		}
+		s.Finish(ctx, "done", "d1", 200) // the old instance's key: ignored
+		if p, _ := s.Pending(ctx); len(p) != 2 {
+			t.Fatalf("pending %+v, want both operations", p)
+		}
+		time.Sleep(2 * time.Hour)
+		if p, _ := s.Pending(ctx); len(p) != 0 {
+			t.Fatalf("expired operations listed: %+v", p)
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if len(s.ops) != 0 || len(s.order) != 0 {
+			t.Fatalf("expired entries kept: %d records, %d queued", len(s.ops), len(s.order))
+		}
+	})
+}
+
+func TestMemoryKeyStorePendingOldestFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		var s MemoryKeyStore // the zero value is usable
+		fp := Fingerprint{Method: "POST", URL: "http://api.test/"}
+		for _, op := range []string{"c", "a", "b", "done"} {
+			s.Begin(ctx, op, fp, "key-"+op)
+			time.Sleep(time.Second)
+		}
+		s.Finish(ctx, "done", "key-done", 200)
+		s.Finish(ctx, "b", "not-b's-key", 200)
+		p, err := s.Pending(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, r := range p {
+			got = append(got, r.Operation+"="+r.Key)
+			if r.Fingerprint != fp || r.Done() {
+				t.Fatalf("record %+v", r)
+			}
+		}
+		if strings.Join(got, " ") != "c=key-c a=key-a b=key-b" {
+			t.Fatalf("pending %v, want c, a, b in the order they began", got)
+		}
+	})
+}
+
+func TestNamedOperationLeavesTheRequestUntouched(t *testing.T) {
+	for _, status := range []int{http.StatusCreated, http.StatusServiceUnavailable} {
+		t.Run(http.StatusText(status), func(t *testing.T) {
+			srv := newRecordingServer(t, status)
+			stack := New(nil, WithMaxRetries(0))
+			defer stack.CloseIdleConnections()
+			ctx := WithOperation(context.Background(), "op")
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/charges?a=1", bytes.NewReader([]byte("payload")))
+			req.Header.Set("Content-Type", "text/plain")
+			before := req.Clone(ctx)
+			body, getBody := req.Body, req.GetBody
+			resp, err := stack.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if req.Method != before.Method || req.URL.String() != before.URL.String() || !headersEqual(req.Header, before.Header) ||
+				req.Context() != ctx || req.Body != body || req.ContentLength != 7 || reflect.ValueOf(req.GetBody).Pointer() != reflect.ValueOf(getBody).Pointer() {
+				t.Fatalf("caller's request modified: %+v", req)
+			}
+			got := srv.received()
+			if len(got) != 1 || got[0].body != "payload" || got[0].key == "" {
+				t.Fatalf("server got %+v", got)
+			}
+		})
+	}
+}
+
+func TestNamedOperationBodies(t *testing.T) {
+	tests := []struct {
+		name    string
+		body    func() (io.Reader, func(*http.Request))
+		refused bool
+	}{
+		{name: "no body", body: func() (io.Reader, func(*http.Request)) { return nil, nil }},
+		{name: "NoBody", body: func() (io.Reader, func(*http.Request)) { return http.NoBody, nil }},
+		{name: "bytes.Buffer", body: func() (io.Reader, func(*http.Request)) { return bytes.NewBufferString("payload"), nil }},
+		{name: "custom GetBody without WriteTo", body: func() (io.Reader, func(*http.Request)) {
+			return strings.NewReader("payload"), func(r *http.Request) {
+				r.GetBody = func() (io.ReadCloser, error) {
+					return io.NopCloser(io.LimitReader(strings.NewReader("payload"), 1<<20)), nil
+				}
+			}
+		}},
+		{name: "no GetBody", refused: true, body: func() (io.Reader, func(*http.Request)) {
+			return io.MultiReader(strings.NewReader("payload")), nil
+		}},
+		{name: "GetBody fails", refused: true, body: func() (io.Reader, func(*http.Request)) {
+			return strings.NewReader("payload"), func(r *http.Request) {
+				r.GetBody = func() (io.ReadCloser, error) { return nil, errors.New("gone") }
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var sent []string
+			k := &KeyInjector{Base: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+				b := []byte{}
+				if r.Body != nil {
+					b, _ = io.ReadAll(r.Body)
+					r.Body.Close()
+				}
+				sent = append(sent, string(b))
+				return &http.Response{StatusCode: 503, Body: http.NoBody, Request: r}, nil
+			})}
+			r, fix := tt.body()
+			req, _ := http.NewRequestWithContext(WithOperation(context.Background(), "op"), http.MethodPost, "http://api.test/", r)
+			if fix != nil {
+				fix(req)
+			}
+			closed := 0
+			if req.Body != nil && req.Body != http.NoBody {
+				req.Body = opBodyCloser{req.Body, &closed}
+			}
+			_, err := k.RoundTrip(req)
+			if tt.refused {
+				var opErr *OperationError
+				if !errors.As(err, &opErr) || len(sent) != 0 || closed != 1 {
+					t.Fatalf("err %v, sent %q, closed %d; want an *OperationError, nothing sent, body closed", err, sent, closed)
+				}
+				if tt.name == "no GetBody" && !errors.Is(err, ErrBodyNotReplayable) {
+					t.Fatalf("err %v, want ErrBodyNotReplayable", err)
+				}
+				return
+			}
+			if err != nil || len(sent) != 1 {
+				t.Fatalf("err %v, sent %q", err, sent)
+			}
+			p, _ := k.store().Pending(context.Background())
+			want := emptyBodySHA256
+			if sent[0] != "" {
+				want = sha256.Sum256([]byte(sent[0]))
+			}
+			if len(p) != 1 || p[0].Fingerprint.BodySHA256 != want {
+				t.Fatalf("fingerprint of %q: %+v", sent[0], p)
+			}
+		})
+	}
+}
+
+type opBodyCloser struct {
+	io.Reader
+	n *int
+}
+
+func (c opBodyCloser) Close() error { *c.n++; return nil }
+
+func TestNamedOperationStoreFailureSendsNothing(t *testing.T) {
+	down := errors.New("store down")
+	sent := false
+	k := &KeyInjector{Store: &spyStore{beginErr: down}, Base: roundTripperFunc(func(*http.Request) (*http.Response, error) {
+		sent = true
+		return nil, nil
+	})}
+	closed := 0
+	req := namedPost(t, context.Background(), "http://api.test/", "op", "x")
+	req.Body = opBodyCloser{req.Body, &closed}
+	_, err := k.RoundTrip(req)
+	if !errors.Is(err, down) || sent || closed != 1 {
+		t.Fatalf("err %v, sent %v, closed %d", err, sent, closed)
+	}
+	k.Store = &spyStore{}
+	k.NewKey = func() string { return "bad key" }
+	if _, err := k.RoundTrip(namedPost(t, context.Background(), "http://api.test/", "op", "x")); !errors.Is(err, ErrInvalidKey) || sent {
+		t.Fatalf("a bad candidate key: %v, sent %v", err, sent)
+	}
+}
+
+// Requests that name no operation, or that would get no key anyway,
+// never touch the store.
+func TestStoreOnlyForNamedKeyedRequests(t *testing.T) {
+	store := &spyStore{}
+	var keys []string
+	k := &KeyInjector{Store: store, Base: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		keys = append(keys, r.Header.Get(DefaultKeyHeader))
+		return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
+	})}
+	named := WithOperation(context.Background(), "op")
+	unnamedPost, _ := http.NewRequest(http.MethodPost, "http://api.test/", strings.NewReader("x"))
+	namedGet, _ := http.NewRequestWithContext(named, http.MethodGet, "http://api.test/", nil)
+	callerKeyed, _ := http.NewRequestWithContext(named, http.MethodPost, "http://api.test/", strings.NewReader("x"))
+	callerKeyed.Header.Set("X-Idempotency-Key", "mine")
+	for _, req := range []*http.Request{unnamedPost, namedGet, callerKeyed} {
+		if _, err := k.RoundTrip(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if store.begins.Load() != 0 || store.finishes.Load() != 0 {
+		t.Fatalf("store touched: %d begins, %d finishes", store.begins.Load(), store.finishes.Load())
+	}
+	if _, err := uuid.Parse(keys[0]); err != nil || keys[1] != "" || keys[2] != "" {
+		t.Fatalf("keys sent %q", keys)
+	}
+}
+
+func TestNamedOperationQuotedKey(t *testing.T) {
+	var sent []string
+	k := &KeyInjector{Quoted: true, NewKey: func() string { return "k-1" }, Base: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		sent = append(sent, r.Header.Get(DefaultKeyHeader))
+		return &http.Response{StatusCode: 503, Body: http.NoBody, Request: r}, nil
+	})}
+	for range 2 {
+		k.RoundTrip(namedPost(t, context.Background(), "http://api.test/", "op", "x"))
+	}
+	p, _ := k.store().Pending(context.Background())
+	if len(sent) != 2 || sent[0] != `"k-1"` || sent[1] != `"k-1"` || p[0].Key != "k-1" {
+		t.Fatalf("sent %q, recorded %+v; want the quoted key sent, the bare key recorded", sent, p)
+	}
+}
+
+// A 307 redirect resends the same write elsewhere: it is the same
+// operation, with the same key.
+func TestNamedOperationFollowsRedirectWithItsKey(t *testing.T) {
+	var mu sync.Mutex
+	var keys []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		keys = append(keys, r.URL.Path+" "+r.Header.Get(DefaultKeyHeader))
+		mu.Unlock()
+		if r.URL.Path == "/old" {
+			http.Redirect(w, r, "/new", http.StatusTemporaryRedirect)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer srv.Close()
+	store := NewMemoryKeyStore(0)
+	client := &http.Client{Transport: New(nil, WithKeyStore(store))}
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(namedPost(t, context.Background(), srv.URL+"/old", "op", "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if len(keys) != 2 || strings.Fields(keys[0])[1] != strings.Fields(keys[1])[1] || resp.StatusCode != 201 {
+		t.Fatalf("requests %q, status %d; want /old and /new with one key", keys, resp.StatusCode)
+	}
+	if p, _ := store.Pending(context.Background()); len(p) != 0 {
+		t.Fatalf("still pending after the redirect's 201: %+v", p)
+	}
+}
+
+// Many goroutines sending a few operations through one stack, with
+// Pending read alongside: each operation is sent with one key only.
+func TestNamedOperationsConcurrently(t *testing.T) {
+	var mu sync.Mutex
+	keys := map[string]map[string]bool{}
+	var calls atomic.Int32
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		op, _ := OperationFrom(r.Context())
+		mu.Lock()
+		if keys[op] == nil {
+			keys[op] = map[string]bool{}
+		}
+		keys[op][r.Header.Get(DefaultKeyHeader)] = true
+		mu.Unlock()
+		io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+		if calls.Add(1)%3 != 0 {
+			return &http.Response{StatusCode: 503, Body: http.NoBody, Request: r}, nil
+		}
+		return &http.Response{StatusCode: 201, Body: http.NoBody, Request: r}, nil
+	})
+	store := NewMemoryKeyStore(time.Hour)
+	stacks := []*Stack{
+		New(base, WithKeyStore(store), WithBackoff(0, 0), WithBudget(nil)),
+		New(base, WithKeyStore(store), WithBackoff(0, 0), WithBudget(nil)),
+	}
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Go(func() {
+			for i := range 20 {
+				op := fmt.Sprint("op-", i%5)
+				resp, err := stacks[g%2].RoundTrip(namedPost(t, context.Background(), "http://api.test/", op, op))
+				if err == nil {
+					resp.Body.Close()
+				} else if !errors.Is(err, ErrOperationDone) {
+					t.Error(err)
+				}
+				if _, err := store.Pending(context.Background()); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(keys) != 5 {
+		t.Fatalf("%d operations seen, want 5", len(keys))
+	}
+	for op, ks := range keys {
+		if len(ks) != 1 {
+			t.Errorf("%s sent with %d keys", op, len(ks))
+		}
+	}
+}
+
+func TestFingerprintText(t *testing.T) {
+	fp := Fingerprint{Method: "POST", URL: "https://user:xxxxx@api.test/a b?q=1 2", BodySHA256: sha256.Sum256([]byte("x"))}
+	text, _ := fp.MarshalText()
+	var back Fingerprint
+	if err := back.UnmarshalText(text); err != nil || back != fp {
+		t.Fatalf("%s: %+v, %v", text, back, err)
+	}
+	for _, bad := range []string{"", "POST", "POST https://x", "POST https://x sha256:00", "POST https://x md5:" + strings.Repeat("0", 64), " x sha256:" + strings.Repeat("0", 64)} {
+		if err := back.UnmarshalText([]byte(bad)); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodPost, "https://user:secret@api.test/", nil)
+	if fp, _ := fingerprintOf(req); strings.Contains(fp.String(), "secret") {
+		t.Fatalf("password kept in %s", fp)
+	}
+}
+
+func TestWithKeyStoreNilPanics(t *testing.T) {
+	defer func() {
+		if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "WithKeyStore") {
+			t.Fatalf("panic %v, want one naming WithKeyStore", r)
+		}
+	}()
+	WithKeyStore(nil)
+}
+
+// The store adds nothing to a request that names no operation: an
+// unnamed POST allocates what a hand-written key injection does (the key,
+// the header clone, the request copy), and a GET allocates nothing.
+func TestUnnamedRequestsAllocateNothingMore(t *testing.T) {
+	resp := &http.Response{StatusCode: 200, Body: http.NoBody}
+	base := roundTripperFunc(func(*http.Request) (*http.Response, error) { return resp, nil })
+	k := &KeyInjector{Base: base, Store: NewMemoryKeyStore(0)}
+	post, _ := http.NewRequest(http.MethodPost, "http://api.test/", nil)
+	post.Header.Set("Content-Type", "application/json")
+	get, _ := http.NewRequest(http.MethodGet, "http://api.test/", nil)
+
+	var sink *http.Request
+	byHand := testing.AllocsPerRun(100, func() {
+		r := *post
+		r.Header = post.Header.Clone()
+		r.Header[DefaultKeyHeader] = []string{uuid.NewString()}
+		sink = &r
+	})
+	_ = sink
+	injected := testing.AllocsPerRun(100, func() { k.RoundTrip(post) })
+	t.Logf("unnamed POST: %v allocations (by hand %v)", injected, byHand)
+	if injected > byHand {
+		t.Errorf("unnamed POST: %v allocations, key injection by hand takes %v", injected, byHand)
+	}
+	if n := testing.AllocsPerRun(100, func() { k.RoundTrip(get) }); n != 0 {
+		t.Errorf("GET: %v allocations, want 0", n)
+	}
+}
+
+// BenchmarkKeyInjectorOperation measures what naming an operation costs
+// KeyInjector alone (fingerprint, MemoryKeyStore Begin and Finish), over a
+// base that answers at once.
+func BenchmarkKeyInjectorOperation(b *testing.B) {
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: 201, Body: http.NoBody, Request: r}, nil
+	})
+	body := bytes.Repeat([]byte("x"), 1024)
+	for _, named := range []bool{false, true} {
+		name := "unnamed"
+		if named {
+			name = "named-memory"
+		}
+		b.Run(name, func(b *testing.B) {
+			k := &KeyInjector{Base: base}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				ctx := context.Background()
+				if named {
+					ctx = WithOperation(ctx, "op-"+fmt.Sprint(i))
+					i++
+				}
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://api.test/", bytes.NewReader(body))
+				k.RoundTrip(req)
+			}
+		})
+	}
+}

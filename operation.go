@@ -1,0 +1,258 @@
+package saferetry
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// An operation is a logical write the caller names, such as "webhook/4711"
+// or "charge/order-1001", so that its idempotency key can outlive the
+// process that first sent it. A daemon that crashes after a charge reached
+// the server but before the answer came back must send the same key when
+// it tries again, or the server cannot tell the retry from a second charge.
+//
+// KeyInjector asks its KeyStore for the key of a named operation instead of
+// making one up, and the store remembers it, durably for the SQLite and
+// Redis stores of the github.com/saferetry/saferetry/keystore module,
+// before the first byte of the request is sent.
+
+// operationKey is the context key of an operation's name.
+type operationKey struct{}
+
+// WithOperation returns a copy of ctx that names the logical operation
+// performed by requests sent with it, for example "webhook/4711". A keyed
+// request (POST or PATCH by default) with a named operation gets its
+// idempotency key from the KeyInjector's KeyStore: the same key every time
+// the operation is sent, in this process or, with a durable store, after a
+// restart, until the operation finishes.
+//
+// The name identifies one operation across processes: derive it from the
+// caller's own durable identifiers (an order id, an event id), never from
+// anything random. The empty name names nothing: OperationFrom reports
+// false, and requests are keyed as if no operation were named.
+func WithOperation(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, operationKey{}, name)
+}
+
+// OperationFrom returns the operation named in ctx by WithOperation, and
+// whether one is.
+func OperationFrom(ctx context.Context) (string, bool) {
+	name, _ := ctx.Value(operationKey{}).(string)
+	return name, name != ""
+}
+
+// ErrFingerprintMismatch is returned, wrapped in an *OperationError, for a
+// request whose operation was begun with another method, URL or body: one
+// name must never cover two different writes (the IETF draft answers a
+// key reused with another payload with 422). Nothing was sent.
+var ErrFingerprintMismatch = errors.New("saferetry: operation reused with a different request")
+
+// ErrOperationDone is returned, wrapped in an *OperationError, for a
+// request whose operation already reached a final outcome: the server
+// answered it with a 2xx or a definitive 4xx. Nothing was sent. Sending it
+// again under a new key could repeat a write that succeeded; to perform
+// the same write once more on purpose, name a new operation.
+var ErrOperationDone = errors.New("saferetry: operation already completed")
+
+// OperationError is the error KeyInjector returns, before sending
+// anything, when a named operation cannot be sent: its KeyStore failed or
+// refused it (errors.Is matches ErrFingerprintMismatch or
+// ErrOperationDone), or its body cannot be fingerprinted (errors.Is
+// matches ErrBodyNotReplayable).
+type OperationError struct {
+	Operation string // the operation's name
+	Err       error  // why it was not sent
+}
+
+// Error implements error.
+func (e *OperationError) Error() string {
+	return fmt.Sprintf("saferetry: operation %q: %s", e.Operation, strings.TrimPrefix(errString(e.Err), "saferetry: "))
+}
+
+// Unwrap returns the underlying error.
+func (e *OperationError) Unwrap() error { return e.Err }
+
+// Fingerprint identifies the request a named operation stands for, so that
+// a store can refuse to give the operation's key to a different request.
+// It is comparable with ==.
+type Fingerprint struct {
+	// Method is the request's method ("GET" when empty).
+	Method string
+	// URL is the request's URL with any password redacted
+	// (url.URL.Redacted). Stores keep it: a URL carrying secrets in its
+	// query keeps them in the store.
+	URL string
+	// BodySHA256 is the SHA-256 digest of the request's body (of no bytes
+	// when it has none).
+	BodySHA256 [sha256.Size]byte
+}
+
+// fingerprintDigestPrefix introduces the digest in a fingerprint's text.
+const fingerprintDigestPrefix = "sha256:"
+
+// String returns the fingerprint's text form, "METHOD URL sha256:HEX".
+func (f Fingerprint) String() string {
+	return f.Method + " " + f.URL + " " + fingerprintDigestPrefix + hex.EncodeToString(f.BodySHA256[:])
+}
+
+// MarshalText implements encoding.TextMarshaler with the String form, the
+// form stores persist.
+func (f Fingerprint) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler; it parses what
+// MarshalText wrote.
+func (f *Fingerprint) UnmarshalText(text []byte) error {
+	s := string(text)
+	first, last := strings.IndexByte(s, ' '), strings.LastIndexByte(s, ' ')
+	if first <= 0 || last <= first {
+		return fmt.Errorf("saferetry: malformed fingerprint %q", s)
+	}
+	digest, ok := strings.CutPrefix(s[last+1:], fingerprintDigestPrefix)
+	var sum [sha256.Size]byte
+	if n, err := hex.Decode(sum[:], []byte(digest)); !ok || err != nil || n != len(sum) || len(digest) != 2*len(sum) {
+		return fmt.Errorf("saferetry: malformed fingerprint digest in %q", s)
+	}
+	*f = Fingerprint{Method: s[:first], URL: s[first+1 : last], BodySHA256: sum}
+	return nil
+}
+
+// emptyBodySHA256 is the digest of no bytes.
+var emptyBodySHA256 = sha256.Sum256(nil)
+
+// errOperationBody explains why a named operation's body was refused.
+var errOperationBody = fmt.Errorf("%w: a named operation's body is fingerprinted before anything is sent, "+
+	"so the request needs GetBody (http.NewRequest sets it for *bytes.Buffer, *bytes.Reader and *strings.Reader bodies)",
+	ErrBodyNotReplayable)
+
+// hashBuffers holds the buffers that hash bodies whose reader has no
+// WriteTo method.
+var hashBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// fingerprintOf computes req's fingerprint without consuming or copying
+// req.Body: the digest is read from a fresh GetBody copy, streamed through
+// the hash. A body without GetBody cannot be hashed before it is sent
+// without buffering it whole, so it is refused.
+//
+// A request a client made by following a redirect (307 and 308 keep the
+// method and the body) is fingerprinted with the first request's URL: it
+// is the same operation, and carries the same key.
+func fingerprintOf(req *http.Request) (Fingerprint, error) {
+	first := req
+	for first.Response != nil && first.Response.Request != nil {
+		first = first.Response.Request
+	}
+	fp := Fingerprint{Method: req.Method}
+	if fp.Method == "" {
+		fp.Method = http.MethodGet
+	}
+	if first.URL != nil {
+		fp.URL = first.URL.Redacted()
+	}
+	if req.Body == nil || req.Body == http.NoBody {
+		fp.BodySHA256 = emptyBodySHA256
+		return fp, nil
+	}
+	if req.GetBody == nil {
+		return fp, errOperationBody
+	}
+	body, err := req.GetBody()
+	if err != nil {
+		return fp, fmt.Errorf("saferetry: reading a copy of the body to fingerprint it: %w", err)
+	}
+	if body == nil {
+		body = http.NoBody
+	}
+	defer body.Close()
+	h := sha256.New()
+	if wt, ok := body.(io.WriterTo); ok {
+		_, err = wt.WriteTo(h) // bytes.Reader, strings.Reader: no buffer at all
+	} else {
+		buf := hashBuffers.Get().(*[]byte)
+		_, err = io.CopyBuffer(h, onlyReader{body}, *buf)
+		hashBuffers.Put(buf)
+	}
+	if err != nil {
+		return fp, fmt.Errorf("saferetry: reading a copy of the body to fingerprint it: %w", err)
+	}
+	h.Sum(fp.BodySHA256[:0])
+	return fp, nil
+}
+
+// onlyReader hides every method but Read, so io.CopyBuffer uses the
+// buffer it is given.
+type onlyReader struct{ io.Reader }
+
+// finalStatus reports whether a response ends its operation: a success,
+// or a client error that sending again cannot change. 408, 409 (the same
+// key still in progress), 429 and 413 with a Retry-After ask the client to
+// come back, and every other status (1xx, 3xx, 5xx) leaves the outcome
+// open, so those operations stay pending.
+func finalStatus(resp *http.Response) bool {
+	code := resp.StatusCode
+	switch {
+	case code >= 200 && code < 300:
+		return true
+	case code < 400 || code >= 500:
+		return false
+	}
+	switch code {
+	case http.StatusRequestTimeout, http.StatusConflict, http.StatusTooManyRequests:
+		return false
+	case http.StatusRequestEntityTooLarge:
+		_, temporary := resp.Header["Retry-After"]
+		return !temporary
+	}
+	return true
+}
+
+// OperationRecord is what a KeyStore keeps about one named operation, and
+// what KeyStore.Pending lists.
+type OperationRecord struct {
+	Operation   string      // the operation's name
+	Key         string      // its idempotency key, as first recorded
+	Fingerprint Fingerprint // the request it was begun with
+	Created     time.Time   // when it was first recorded
+	Status      int         // 0 while pending; the final status once finished
+}
+
+// Done reports whether the operation reached a final outcome.
+func (r OperationRecord) Done() bool { return r.Status != 0 }
+
+// Resume decides a Begin for an operation the store already records,
+// for KeyStore implementations: it returns the recorded key when fp
+// matches and the operation is pending, an error wrapping
+// ErrFingerprintMismatch when fp differs (whatever the state), and one
+// wrapping ErrOperationDone when the operation is done.
+func (r OperationRecord) Resume(fp Fingerprint) (string, error) {
+	switch {
+	case r.Fingerprint != fp:
+		return "", mismatch(r.Fingerprint, fp)
+	case r.Done():
+		return "", fmt.Errorf("%w with status %d", ErrOperationDone, r.Status)
+	}
+	return r.Key, nil
+}
+
+// mismatch describes how two fingerprints differ, without the digests.
+func mismatch(recorded, got Fingerprint) error {
+	var what []string
+	if recorded.Method != got.Method {
+		what = append(what, fmt.Sprintf("method %s, now %s", recorded.Method, got.Method))
+	}
+	if recorded.URL != got.URL {
+		what = append(what, fmt.Sprintf("URL %s, now %s", recorded.URL, got.URL))
+	}
+	if !bytes.Equal(recorded.BodySHA256[:], got.BodySHA256[:]) {
+		what = append(what, "a different body")
+	}
+	return fmt.Errorf("%w: it was begun with %s", ErrFingerprintMismatch, strings.Join(what, "; "))
+}
