@@ -274,7 +274,8 @@ func (d *demo) sceneCutWithoutKey(ctx context.Context, sc *sceneReport) {
 	d.expect(sc.Err != nil, "scene 4: got %s, want the connection error", sc.outcome())
 	d.expect(slices.Equal(sc.Verdicts, []saferetry.Retryable{saferetry.Fatal}),
 		"scene 4: the strategy's verdicts were %v, want [fatal]", sc.Verdicts)
-	d.expect(len(sc.Retries) == 0, "scene 4: saferetry reported %d retry event(s), want none", len(sc.Retries))
+	d.expect(len(sc.Retries) == 1 && sc.Retries[0].Stopped == saferetry.StopNotRetryable,
+		"scene 4: saferetry reported %d event(s), want one refusal (not retryable)", len(sc.Retries))
 	for _, r := range sc.ServerSaw {
 		d.expect(r.Key == "", "scene 4: the request carried Idempotency-Key %q, want none", r.Key)
 	}
@@ -356,6 +357,12 @@ func (d *demo) options(sc *sceneReport) []saferetry.Option {
 			key = ", resending Idempotency-Key " + ev.Key
 		}
 		switch {
+		case ev.Stopped == saferetry.StopNotRetryable:
+			why := "the strategy judges it unsafe or useless to retry"
+			if ev.Key == "" && ev.Request.Method == http.MethodPost {
+				why = "a POST without an Idempotency-Key that reached the server may have been processed"
+			}
+			d.tl.printf(whoSaferetry, "attempt %d %s: not retrying: %s", ev.Attempt, got, why)
 		case ev.Stopped != saferetry.StopNone:
 			d.tl.printf(whoSaferetry, "attempt %d %s: not retrying (%s)", ev.Attempt, got, ev.Stopped)
 		case ev.ServerDirected:
@@ -368,23 +375,10 @@ func (d *demo) options(sc *sceneReport) []saferetry.Option {
 				ev.Attempt, got, ev.Delay.Round(time.Millisecond), backoffLimit(backoffRetries), key)
 		}
 	}
-	// The default strategy, watched: the retry hook hears only of retries
-	// made or refused for lack of budget, time or attempts, so a verdict
-	// that a failure is unsafe to retry is put on the timeline here.
+	// The default strategy, watched, so the report can show its verdicts.
 	strategy := saferetry.StrategyFunc(func(a saferetry.Attempt) saferetry.Retryable {
 		v := saferetry.DefaultStrategy.Classify(a)
 		sc.Verdicts = append(sc.Verdicts, v)
-		if v == saferetry.Fatal {
-			status := 0
-			if a.Response != nil {
-				status = a.Response.StatusCode
-			}
-			why := "the strategy judges it unsafe or useless to retry"
-			if !a.Replayable() && !a.NeverSent {
-				why = fmt.Sprintf("a %s without an Idempotency-Key that reached the server may have been processed", a.Request.Method)
-			}
-			d.tl.printf(whoSaferetry, "attempt %d %s: not retrying: %s", a.Number, outcomeText(status, a.Err), why)
-		}
 		return v
 	})
 	return []saferetry.Option{
