@@ -10,6 +10,10 @@
 //	demo    heal 503s with backoff, honour a 429's Retry-After, survive a
 //	        connection cut after a charge was committed without charging
 //	        twice (the default command)
+//	storm   run a retry storm against a capacity-limited server and compare
+//	        retry configurations side by side: live on loopback, or as a
+//	        discrete-event simulation of up to a million clients; writes an
+//	        SVG chart of attempts over time
 //
 // Run "saferetry <command> -h" for a command's flags. The command exits
 // with status 1 when what it observed diverged from what saferetry
@@ -42,6 +46,11 @@ var commands = []command{
 		name:    "demo",
 		summary: "drive a client through a flaky payments API and check it heals without double charges",
 		run:     demoCommand,
+	},
+	{
+		name:    "storm",
+		summary: "run a retry storm (live on loopback, or simulated) and compare retry configurations",
+		run:     stormCommand,
 	},
 }
 

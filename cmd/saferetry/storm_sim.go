@@ -1,0 +1,44 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/saferetry/saferetry/internal/storm"
+)
+
+// simMaxEvents bounds one configuration's simulation. A million clients
+// make about 3e7 events in the worst configuration; the bound only stops a
+// run that something made go wrong.
+const simMaxEvents = 500_000_000
+
+// simulateStorm simulates configuration c, printing progress to stderr
+// when the run is long.
+func simulateStorm(ctx context.Context, s stormSettings, c storm.Config, stderr io.Writer) (stormResult, error) {
+	if err := ctx.Err(); err != nil {
+		return stormResult{}, context.Cause(ctx)
+	}
+	t0 := time.Now()
+	rec, stats, err := storm.Simulate(c, storm.SimParams{
+		Clients:   s.clients,
+		Instances: s.instances,
+		Think:     s.think,
+		Capacity:  s.capacity,
+		Service:   s.service,
+		Phases:    s.phases,
+		Seed:      s.seed,
+		MaxEvents: simMaxEvents,
+		Progress: func(now time.Duration, events int64) {
+			fmt.Fprintf(stderr, "storm: %-13s %5.1fs of %v simulated, %.1fM events, %v\n",
+				c.Name, now.Seconds(), s.phases.End, float64(events)/1e6, time.Since(t0).Round(time.Millisecond))
+		},
+	})
+	if err != nil {
+		return stormResult{}, err
+	}
+	res := stormResult{config: c, summary: storm.Summarize(rec, s.phases), series: rec.Series()}
+	fmt.Fprintf(stderr, "storm: %-13s %.1fM events in %v\n", c.Name, float64(stats.Events)/1e6, time.Since(t0).Round(time.Millisecond))
+	return res, nil
+}
