@@ -56,8 +56,7 @@ func classifyError(req *http.Request, err error) errClass {
 	if isCertificateError(err) || invalidRequest(req) {
 		return errPermanent
 	}
-	var dnsErr *net.DNSError
-	if errors.As(err, &dnsErr) {
+	if dnsErr, ok := findType[*net.DNSError](err); ok {
 		if dnsErr.IsNotFound {
 			return errPermanent
 		}
@@ -66,8 +65,7 @@ func classifyError(req *http.Request, err error) errClass {
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		return errNotConnected
 	}
-	var opErr *net.OpError
-	if errors.As(err, &opErr) && opErr.Op == "dial" {
+	if opErr, ok := findType[*net.OpError](err); ok && opErr.Op == "dial" {
 		return errNotConnected
 	}
 	var se h2StreamError
@@ -80,17 +78,42 @@ func classifyError(req *http.Request, err error) errClass {
 // isCertificateError reports TLS verification failures: the peer's
 // identity is wrong, and asking again will not change it.
 func isCertificateError(err error) bool {
-	var (
-		verifyErr    *tls.CertificateVerificationError
-		unknownAuth  x509.UnknownAuthorityError
-		hostnameErr  x509.HostnameError
-		invalidCert  x509.CertificateInvalidError
-		rootsErr     x509.SystemRootsError
-		recordHdrErr tls.RecordHeaderError
-	)
-	return errors.As(err, &verifyErr) || errors.As(err, &unknownAuth) ||
-		errors.As(err, &hostnameErr) || errors.As(err, &invalidCert) ||
-		errors.As(err, &rootsErr) || errors.As(err, &recordHdrErr)
+	return hasType[*tls.CertificateVerificationError](err) ||
+		hasType[x509.UnknownAuthorityError](err) ||
+		hasType[x509.HostnameError](err) ||
+		hasType[x509.CertificateInvalidError](err) ||
+		hasType[x509.SystemRootsError](err) ||
+		hasType[tls.RecordHeaderError](err)
+}
+
+// findType returns the first error of type T in err's tree, as errors.As
+// does for types without an As method, but without the heap-allocated
+// target errors.As needs: classifying an error allocates nothing.
+func findType[T error](err error) (T, bool) {
+	for err != nil {
+		if t, ok := err.(T); ok {
+			return t, true
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if t, ok := findType[T](e); ok {
+					return t, true
+				}
+			}
+			return *new(T), false
+		default:
+			return *new(T), false
+		}
+	}
+	return *new(T), false
+}
+
+func hasType[T error](err error) bool {
+	_, ok := findType[T](err)
+	return ok
 }
 
 // invalidRequest reports a request that no transport could send: no URL

@@ -2,6 +2,7 @@ package saferetry
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net/http"
@@ -150,13 +151,21 @@ func (k *KeyInjector) withKey(req *http.Request, key string) *http.Request {
 	if k.Quoted {
 		key = `"` + key + `"`
 	}
-	keyed := *req
-	keyed.Header = req.Header.Clone()
-	if keyed.Header == nil {
-		keyed.Header = make(http.Header, 1)
+	// One allocation holds the copy and the header value's backing array.
+	kr := &keyedRequest{req: *req, value: [1]string{key}}
+	kr.req.Header = req.Header.Clone()
+	if kr.req.Header == nil {
+		kr.req.Header = make(http.Header, 1)
 	}
-	keyed.Header[k.headerName()] = []string{key}
-	return &keyed
+	kr.req.Header[k.headerName()] = kr.value[:]
+	return &kr.req
+}
+
+// keyedRequest is a request copy and its key header's value, allocated
+// together.
+type keyedRequest struct {
+	req   http.Request
+	value [1]string
 }
 
 // CloseIdleConnections forwards to the base transport.
@@ -197,7 +206,7 @@ func (k *KeyInjector) newKey() (string, error) {
 	if k.NewKey != nil {
 		key = k.NewKey()
 	} else {
-		key = uuid.NewString()
+		key = newUUID()
 	}
 	if err := checkKey(key); err != nil {
 		return "", err
@@ -240,4 +249,18 @@ func closeRequestBody(req *http.Request) {
 	if req.Body != nil {
 		req.Body.Close()
 	}
+}
+
+// newUUID returns a random (version 4) UUID, as uuid.NewString does, with
+// the random bytes kept on the stack: one allocation, the string.
+func newUUID() string {
+	var u uuid.UUID
+	if _, err := rand.Read(u[:]); err != nil {
+		// crypto/rand.Read does not fail on supported platforms (Go 1.24+
+		// crashes the program rather than return an error).
+		panic("saferetry: crypto/rand failed: " + err.Error())
+	}
+	u[6] = u[6]&0x0f | 0x40 // version 4
+	u[8] = u[8]&0x3f | 0x80 // variant RFC 9562
+	return u.String()
 }

@@ -106,7 +106,10 @@ func (s TableStrategy) Classify(a Attempt) Retryable {
 		return Done
 	}
 	verdict := classifyStatus(a)
-	if hint, ok := s.hint(a.Response.Header); ok && a.Response.StatusCode >= 400 {
+	if a.Response.StatusCode < 400 {
+		return verdict // hints speak only of failures
+	}
+	if hint, ok := s.hint(a.Response.Header); ok {
 		switch {
 		case !hint && verdict == Transient:
 			return Fatal

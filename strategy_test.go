@@ -311,3 +311,17 @@ func FuzzClassify(f *testing.F) {
 		}
 	})
 }
+
+func TestClassifyAllocatesNothingForCommonOutcomes(t *testing.T) {
+	req := replayableGET.request(t)
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	for name, a := range map[string]Attempt{
+		"200":                {Request: req, Response: &http.Response{StatusCode: 200, Header: http.Header{}}, Number: 1},
+		"503":                {Request: req, Response: &http.Response{StatusCode: 503, Header: http.Header{}}, Number: 1},
+		"connection refused": {Request: req, Err: refused, Number: 1},
+	} {
+		if n := testing.AllocsPerRun(100, func() { DefaultStrategy.Classify(a) }); n != 0 {
+			t.Errorf("%s: %v allocations per Classify", name, n)
+		}
+	}
+}

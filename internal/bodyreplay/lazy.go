@@ -77,6 +77,14 @@ func (l *Lazy) Next() (io.ReadCloser, error) {
 		return nil, errCommitted
 	}
 	r := &lazyReader{l: l}
+	if prev := l.cur; prev != nil {
+		// prev is superseded: it can read nothing more, so it stops
+		// holding the original open. The layer below does not always
+		// close a body it got from GetBody and then dropped (net/http's
+		// HTTP/2 GOAWAY retry asks GetBody twice and closes one).
+		prev.released = true
+		l.refs--
+	}
 	l.cur = r
 	l.refs++
 	l.wake.Broadcast() // a detached reader may be waiting for a read of body
@@ -154,9 +162,10 @@ func (l *Lazy) keepLocked(b []byte) {
 
 // lazyReader is one attempt's view of a Lazy body.
 type lazyReader struct {
-	l      *Lazy
-	pos    int64 // bytes this reader has returned
-	closed bool  // guarded by l.mu
+	l        *Lazy
+	pos      int64 // bytes this reader has returned
+	closed   bool  // guarded by l.mu
+	released bool  // superseded by Next, which dropped its claim; guarded by l.mu
 }
 
 func (r *lazyReader) Read(p []byte) (int, error) {
@@ -235,6 +244,10 @@ func (r *lazyReader) Close() error {
 		l.cur = nil
 	}
 	l.wake.Broadcast()
+	if r.released {
+		l.mu.Unlock()
+		return nil
+	}
 	last := l.dropLocked()
 	if last {
 		l.stopLocked()

@@ -18,6 +18,7 @@ type Section struct {
 	off   int64
 	n     int64
 	first sectionReader
+	cur   *sectionReader // the latest reader handed out, until it is closed
 }
 
 // Init prepares s to replay the n bytes of ra from off; orig is the
@@ -27,6 +28,7 @@ func (s *Section) Init(orig io.Closer, ra io.ReaderAt, off, n int64) {
 	s.owner = owner{orig: orig, refs: 2} // the round trip and the first reader
 	s.ra, s.off, s.n = ra, off, n
 	s.first.init(s)
+	s.cur = &s.first
 }
 
 // First returns the body of the first attempt.
@@ -40,9 +42,17 @@ func (s *Section) Next() (io.ReadCloser, error) {
 	if s.over {
 		return nil, errOver
 	}
+	if prev := s.cur; prev != nil {
+		// prev is superseded and stops holding the original open: the
+		// layer below does not always close a body it got from GetBody
+		// and then dropped (net/http's HTTP/2 GOAWAY retry).
+		prev.released = true
+		s.refs--
+	}
 	s.refs++
 	r := new(sectionReader)
 	r.init(s)
+	s.cur = r
 	return r, nil
 }
 
@@ -59,9 +69,10 @@ func (s *Section) End() {
 }
 
 type sectionReader struct {
-	s      *Section
-	sr     io.SectionReader
-	closed atomic.Bool
+	s        *Section
+	sr       io.SectionReader
+	closed   atomic.Bool
+	released bool // superseded by Next, which dropped its claim; guarded by s.mu
 }
 
 func (r *sectionReader) init(s *Section) {
@@ -84,6 +95,13 @@ func (r *sectionReader) Close() error {
 	}
 	s := r.s
 	s.mu.Lock()
+	if s.cur == r {
+		s.cur = nil
+	}
+	if r.released {
+		s.mu.Unlock()
+		return nil
+	}
 	last := s.dropLocked()
 	s.mu.Unlock()
 	if last {
