@@ -26,7 +26,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -34,6 +33,7 @@ import (
 
 	"github.com/hashicorp/go-cleanhttp"
 
+	"github.com/saferetry/saferetry/internal/benchserver"
 	"github.com/saferetry/saferetry/internal/retryafter"
 )
 
@@ -43,62 +43,6 @@ const (
 	benchStreamBody = 1 << 20 // POST from a plain reader: at BodyCache's default cap, so it is kept
 	benchFileBody   = 8 << 20 // PUT of a regular file: replayed by position, never kept
 )
-
-// benchSeqHeader carries the logical request's number to the flaky
-// endpoint, which fails the first two attempts of each number.
-const benchSeqHeader = "X-Bench-Seq"
-
-// benchServer is the loopback server every end-to-end benchmark talks to.
-//
-//	/get    200 with a 2-byte body
-//	/drain  reads the request body to the end, then 200 "ok"
-//	/flaky  503, 503, then 200 "ok" for each value of X-Bench-Seq
-type benchServer struct {
-	*httptest.Server
-
-	mu       sync.Mutex
-	attempts map[uint64]int // attempts seen per X-Bench-Seq, until its 200
-}
-
-func newBenchServer(b *testing.B) *benchServer {
-	b.Helper()
-	s := &benchServer{attempts: make(map[uint64]int)}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/get", func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, "ok")
-	})
-	mux.HandleFunc("/drain", func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		_, _ = io.WriteString(w, "ok")
-	})
-	mux.HandleFunc("/flaky", s.flaky)
-	s.Server = httptest.NewServer(mux)
-	b.Cleanup(s.Close)
-	return s
-}
-
-func (s *benchServer) flaky(w http.ResponseWriter, r *http.Request) {
-	_, _ = io.Copy(io.Discard, r.Body)
-	seq, err := strconv.ParseUint(r.Header.Get(benchSeqHeader), 10, 64)
-	if err != nil {
-		http.Error(w, "missing "+benchSeqHeader, http.StatusBadRequest)
-		return
-	}
-	s.mu.Lock()
-	n := s.attempts[seq] + 1
-	if n < 3 {
-		s.attempts[seq] = n
-	} else {
-		delete(s.attempts, seq)
-	}
-	s.mu.Unlock()
-	if n < 3 {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = io.WriteString(w, "unavailable")
-		return
-	}
-	_, _ = io.WriteString(w, "ok")
-}
 
 // benchTransport is one contender of an end-to-end benchmark.
 type benchTransport struct {
@@ -157,7 +101,7 @@ func newBenchRequest(b *testing.B, method, url string, body io.Reader) *http.Req
 // once. The request is built once and reused, so that the figures are the
 // transport's alone.
 func BenchmarkGET(b *testing.B) {
-	srv := newBenchServer(b)
+	srv := benchserver.New(b)
 	runTransports(b, benchBareAndStack(), func(b *testing.B, rt http.RoundTripper) {
 		req := newBenchRequest(b, http.MethodGet, srv.URL+"/get", nil)
 		for b.Loop() {
@@ -170,7 +114,7 @@ func BenchmarkGET(b *testing.B) {
 // one transport; the stack's default budget sees every request to the one
 // host (a Deposit each), so its accounting is under contention.
 func BenchmarkGETParallel(b *testing.B) {
-	srv := newBenchServer(b)
+	srv := benchserver.New(b)
 	runTransports(b, benchBareAndStack(), func(b *testing.B, rt http.RoundTripper) {
 		b.RunParallel(func(pb *testing.PB) {
 			req := newBenchRequest(b, http.MethodGet, srv.URL+"/get", nil)
@@ -185,7 +129,7 @@ func BenchmarkGETParallel(b *testing.B) {
 // sets GetBody: BodyCache has nothing to do and nothing may be copied. The
 // stack adds an Idempotency-Key (a UUID) to each request.
 func BenchmarkPOSTSmall(b *testing.B) {
-	srv := newBenchServer(b)
+	srv := benchserver.New(b)
 	payload := bytes.Repeat([]byte("p"), benchSmallBody)
 	runTransports(b, benchBareAndStack(), func(b *testing.B, rt http.RoundTripper) {
 		for b.Loop() {
@@ -219,7 +163,7 @@ func newStreamRequest(b *testing.B, url string, data []byte) *http.Request {
 // the stack keeps it, in a pooled buffer, while the first attempt sends it.
 // Over many requests the buffer is reused, so B/op stays far below 1 MiB.
 func BenchmarkPOSTStream(b *testing.B) {
-	srv := newBenchServer(b)
+	srv := benchserver.New(b)
 	payload := bytes.Repeat([]byte("s"), benchStreamBody)
 	runTransports(b, benchBareAndStack(), func(b *testing.B, rt http.RoundTripper) {
 		b.SetBytes(benchStreamBody)
@@ -253,7 +197,7 @@ func newFileRequest(b *testing.B, url, path string, size int64) *http.Request {
 // BenchmarkPUTFile puts an 8 MiB regular file, reopened for each request.
 // The stack replays it by position and must not buffer any of it.
 func BenchmarkPUTFile(b *testing.B) {
-	srv := newBenchServer(b)
+	srv := benchserver.New(b)
 	path := writeBenchFile(b, benchFileBody)
 	runTransports(b, benchBareAndStack(), func(b *testing.B, rt http.RoundTripper) {
 		b.SetBytes(benchFileBody)
@@ -286,7 +230,7 @@ func retryByHand(b *testing.B, rt http.RoundTripper, req *http.Request) {
 // retryOnce sends one logical request to /flaky, numbered seq: by hand
 // when rt is the bare transport, in one RoundTrip through the stack.
 func retryOnce(b *testing.B, rt http.RoundTripper, req *http.Request, seq uint64) {
-	req.Header[benchSeqHeader] = []string{strconv.FormatUint(seq, 10)}
+	req.Header[benchserver.SeqHeader] = []string{strconv.FormatUint(seq, 10)}
 	if _, bare := rt.(*http.Transport); bare {
 		retryByHand(b, rt, req)
 		return
@@ -299,7 +243,7 @@ func retryOnce(b *testing.B, rt http.RoundTripper, req *http.Request, seq uint64
 // and without a budget; the bare transport's figures are for the same
 // three round trips made by hand.
 func BenchmarkRetry(b *testing.B) {
-	srv := newBenchServer(b)
+	srv := benchserver.New(b)
 	runTransports(b, benchBareAndStack(WithBackoff(0, 0), WithBudget(nil)), func(b *testing.B, rt http.RoundTripper) {
 		req := newBenchRequest(b, http.MethodGet, srv.URL+"/flaky", nil)
 		var seq uint64
@@ -317,7 +261,7 @@ func BenchmarkRetry(b *testing.B) {
 // refuse (ratio 1, a floor of 1e9 retries a second), so what it adds is
 // the accounting alone.
 func BenchmarkRetryParallel(b *testing.B) {
-	srv := newBenchServer(b)
+	srv := benchserver.New(b)
 	huge := NewBudget(BudgetRatio(1), BudgetMinRetriesPerSecond(1e9))
 	contenders := []benchTransport{
 		benchBareAndStack()[0],

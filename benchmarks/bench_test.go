@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/hashicorp/go-cleanhttp"
+
+	"github.com/saferetry/saferetry/internal/benchserver"
 )
 
 // Every benchmark runs one sub-benchmark per contender, named
@@ -64,14 +66,14 @@ func benchScenario(b *testing.B, sc scenario, url string) {
 
 // BenchmarkGET: the happy path. A GET, no body, a 2-byte 200 at once.
 func BenchmarkGET(b *testing.B) {
-	srv := newServer(b)
+	srv := benchserver.New(b)
 	benchScenario(b, scenarios(b, b.TempDir(), benchSizes)[0], srv.URL+"/get")
 }
 
 // BenchmarkGETParallel is BenchmarkGET from GOMAXPROCS goroutines sharing
 // one transport.
 func BenchmarkGETParallel(b *testing.B) {
-	srv := newServer(b)
+	srv := benchserver.New(b)
 	runContenders(b, func(b *testing.B, rt http.RoundTripper) {
 		b.RunParallel(func(pb *testing.PB) {
 			req := newRequest(b, http.MethodGet, srv.URL+"/get", nil)
@@ -86,7 +88,7 @@ func BenchmarkGETParallel(b *testing.B) {
 // be canceled, as a daemon's requests usually are (a shutdown context, a
 // per-request deadline); the others carry context.Background.
 func BenchmarkGETCancelable(b *testing.B) {
-	srv := newServer(b)
+	srv := benchserver.New(b)
 	runContenders(b, func(b *testing.B, rt http.RoundTripper) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
@@ -103,20 +105,20 @@ func BenchmarkGETCancelable(b *testing.B) {
 // BenchmarkPOSTSmall posts 1 KiB from a bytes.Reader (GetBody is set).
 // saferetry also adds an Idempotency-Key to each request.
 func BenchmarkPOSTSmall(b *testing.B) {
-	srv := newServer(b)
+	srv := benchserver.New(b)
 	benchScenario(b, scenarios(b, b.TempDir(), benchSizes)[1], srv.URL+"/drain")
 }
 
 // BenchmarkPOSTStream posts 1 MiB from a reader that can only be read
 // once, its length declared.
 func BenchmarkPOSTStream(b *testing.B) {
-	srv := newServer(b)
+	srv := benchserver.New(b)
 	benchScenario(b, scenarios(b, b.TempDir(), benchSizes)[2], srv.URL+"/drain")
 }
 
 // BenchmarkPUTFile puts an 8 MiB regular file, opened for each request.
 func BenchmarkPUTFile(b *testing.B) {
-	srv := newServer(b)
+	srv := benchserver.New(b)
 	benchScenario(b, scenarios(b, b.TempDir(), benchSizes)[3], srv.URL+"/drain")
 }
 
@@ -124,7 +126,7 @@ func BenchmarkPUTFile(b *testing.B) {
 // 200. The retrying contenders make the three attempts in one RoundTrip,
 // without waiting; bare makes the same three round trips by hand.
 func BenchmarkRetry(b *testing.B) {
-	srv := newServer(b)
+	srv := benchserver.New(b)
 	runContenders(b, func(b *testing.B, rt http.RoundTripper) {
 		req := newRequest(b, http.MethodGet, srv.URL+"/flaky", nil)
 		var seq uint64
@@ -138,7 +140,7 @@ func BenchmarkRetry(b *testing.B) {
 // BenchmarkRetryParallel is BenchmarkRetry from GOMAXPROCS goroutines
 // sharing one transport (and, for saferetry, one budget).
 func BenchmarkRetryParallel(b *testing.B) {
-	srv := newServer(b)
+	srv := benchserver.New(b)
 	runContenders(b, func(b *testing.B, rt http.RoundTripper) {
 		var seq atomic.Uint64
 		b.RunParallel(func(pb *testing.PB) {
@@ -153,7 +155,7 @@ func BenchmarkRetryParallel(b *testing.B) {
 // retryOnce sends logical request seq to /flaky through rt; by hand when
 // rt is the bare transport.
 func retryOnce(tb testing.TB, rt http.RoundTripper, req *http.Request, seq uint64) {
-	req.Header[seqHeader] = []string{strconv.FormatUint(seq, 10)}
+	req.Header[benchserver.SeqHeader] = []string{strconv.FormatUint(seq, 10)}
 	if _, isBare := rt.(*http.Transport); isBare {
 		retryByHand(tb, rt, req)
 		return

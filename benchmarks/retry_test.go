@@ -13,6 +13,8 @@ import (
 
 	"github.com/failsafe-go/failsafe-go/failsafehttp"
 	"github.com/hashicorp/go-cleanhttp"
+
+	"github.com/saferetry/saferetry/internal/benchserver"
 )
 
 // TestContendersRetry keeps the comparison honest: every retrying
@@ -22,8 +24,7 @@ import (
 // or a configuration change that stopped a contender from retrying (and so
 // made it look cheaper) fails here, in the plain go test that CI runs.
 func TestContendersRetry(t *testing.T) {
-	srv := newServer(t)
-	srv.record = true
+	srv := benchserver.NewRecording(t)
 	shapes := scenarios(t, t.TempDir(), testSizes)
 	var seq uint64
 	for _, c := range contenders {
@@ -49,25 +50,25 @@ func TestContendersRetry(t *testing.T) {
 					seq++
 					req := sc.request(t, srv.URL+"/flaky")
 					want := bodyOf(t, sc.request(t, srv.URL))
-					req.Header.Set(seqHeader, strconv.FormatUint(seq, 10))
+					req.Header.Set(benchserver.SeqHeader, strconv.FormatUint(seq, 10))
 					roundTrip(t, rt, req)
 
-					got := srv.attemptsOf(seq)
+					got := srv.Attempts(seq)
 					if len(got) != 3 {
 						t.Fatalf("server saw %d attempts, want 3 (503, 503, 200)", len(got))
 					}
 					for i, a := range got {
-						if a.method != req.Method {
-							t.Errorf("attempt %d: method %s, want %s", i+1, a.method, req.Method)
+						if a.Method != req.Method {
+							t.Errorf("attempt %d: method %s, want %s", i+1, a.Method, req.Method)
 						}
-						if a.length != int64(len(want)) || a.sum != sha256.Sum256(want) {
-							t.Errorf("attempt %d: body of %d bytes differs from the %d sent", i+1, a.length, len(want))
+						if a.Length != int64(len(want)) || a.Sum != sha256.Sum256(want) {
+							t.Errorf("attempt %d: body of %d bytes differs from the %d sent", i+1, a.Length, len(want))
 						}
-						if a.key != got[0].key {
-							t.Errorf("attempt %d: Idempotency-Key %q, first attempt had %q", i+1, a.key, got[0].key)
+						if a.Key != got[0].Key {
+							t.Errorf("attempt %d: Idempotency-Key %q, first attempt had %q", i+1, a.Key, got[0].Key)
 						}
 					}
-					if c.name == "saferetry" && req.Method == http.MethodPost && got[0].key == "" {
+					if c.name == "saferetry" && req.Method == http.MethodPost && got[0].Key == "" {
 						t.Error("saferetry sent a POST without an Idempotency-Key")
 					}
 				})
@@ -78,12 +79,11 @@ func TestContendersRetry(t *testing.T) {
 
 // TestByHand checks the bare contender's side of the retry benchmark.
 func TestByHand(t *testing.T) {
-	srv := newServer(t)
-	srv.record = true
+	srv := benchserver.NewRecording(t)
 	base := cleanhttp.DefaultPooledTransport()
 	defer base.CloseIdleConnections()
 	retryOnce(t, base, newRequest(t, http.MethodGet, srv.URL+"/flaky", nil), 1)
-	if n := len(srv.attemptsOf(1)); n != 3 {
+	if n := len(srv.Attempts(1)); n != 3 {
 		t.Fatalf("server saw %d attempts, want 3", n)
 	}
 }
@@ -109,7 +109,7 @@ func bodyOf(t *testing.T, req *http.Request) []byte {
 // ones (two goroutines each) are released only when the request's context
 // is canceled; with context.Background, never.
 func TestFailsafeLeaksWithoutDrain(t *testing.T) {
-	srv := newServer(t)
+	srv := benchserver.New(t)
 	base := cleanhttp.DefaultPooledTransport()
 	defer base.CloseIdleConnections()
 	policy := failsafehttp.NewRetryPolicyBuilder().WithMaxRetries(maxRetries).WithDelay(0).Build()
@@ -129,7 +129,7 @@ func TestFailsafeLeaksWithoutDrain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set(seqHeader, "1")
+	req.Header.Set(benchserver.SeqHeader, "1")
 	roundTrip(t, rt, req)
 	if conns.Load() != 3 || reused.Load() != 0 {
 		t.Fatalf("%d attempts on %d reused connections; want 3 attempts, each on a new connection, "+

@@ -2,14 +2,10 @@ package benchmarks
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
-	"sync"
 	"testing"
 )
 
@@ -27,97 +23,6 @@ var benchSizes = bodySizes{small: 1 << 10, stream: 1 << 20, file: 8 << 20}
 // testSizes are smaller sizes for the tests that run in CI, on the same
 // code paths (the stream is still kept, the file still read by position).
 var testSizes = bodySizes{small: 1 << 10, stream: 64 << 10, file: 256 << 10}
-
-// seqHeader carries a logical request's number to /flaky, which fails the
-// first two attempts of each number with a 503.
-const seqHeader = "X-Bench-Seq"
-
-// server is the loopback server of the benchmarks and tests.
-//
-//	/get    200 "ok"
-//	/drain  reads the request body to its end, then 200 "ok"
-//	/flaky  reads the body; 503, 503, then 200 "ok" for each X-Bench-Seq
-//
-// The server runs in the test's process, so its work and its allocations
-// are part of every benchmark figure, the same for every contender.
-type server struct {
-	*httptest.Server
-
-	// record, when set, makes /flaky remember every attempt it saw; the
-	// benchmarks leave it off.
-	record bool
-
-	mu       sync.Mutex
-	attempts map[uint64]int        // attempts seen per sequence number, until its 200 (all of them when recording)
-	seen     map[uint64][]received // when recording: every attempt per sequence number
-}
-
-// received is what /flaky saw of one attempt.
-type received struct {
-	method string
-	key    string // Idempotency-Key
-	sum    [sha256.Size]byte
-	length int64
-}
-
-func newServer(tb testing.TB) *server {
-	tb.Helper()
-	s := &server{attempts: make(map[uint64]int), seen: make(map[uint64][]received)}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/get", func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, "ok")
-	})
-	mux.HandleFunc("/drain", func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		_, _ = io.WriteString(w, "ok")
-	})
-	mux.HandleFunc("/flaky", s.flaky)
-	s.Server = httptest.NewServer(mux)
-	tb.Cleanup(s.Close)
-	return s
-}
-
-func (s *server) flaky(w http.ResponseWriter, r *http.Request) {
-	var rec received
-	if s.record {
-		h := sha256.New()
-		rec.length, _ = io.Copy(h, r.Body)
-		h.Sum(rec.sum[:0])
-		rec.method, rec.key = r.Method, r.Header.Get("Idempotency-Key")
-	} else {
-		_, _ = io.Copy(io.Discard, r.Body)
-	}
-	seq, err := strconv.ParseUint(r.Header.Get(seqHeader), 10, 64)
-	if err != nil {
-		http.Error(w, "missing "+seqHeader, http.StatusBadRequest)
-		return
-	}
-	s.mu.Lock()
-	n := s.attempts[seq] + 1
-	switch {
-	case s.record:
-		s.attempts[seq] = n
-		s.seen[seq] = append(s.seen[seq], rec)
-	case n < 3:
-		s.attempts[seq] = n
-	default:
-		delete(s.attempts, seq)
-	}
-	s.mu.Unlock()
-	if n < 3 {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = io.WriteString(w, "unavailable")
-		return
-	}
-	_, _ = io.WriteString(w, "ok")
-}
-
-// attemptsOf returns what /flaky saw for seq, when recording.
-func (s *server) attemptsOf(seq uint64) []received {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]received(nil), s.seen[seq]...)
-}
 
 // scenario builds the requests of one benchmark. Each call of request
 // returns a new request, whose body (if any) has not been read.
