@@ -138,23 +138,10 @@ func BenchmarkPOSTSmall(b *testing.B) {
 	})
 }
 
-// streamReader yields data through Read alone: no WriteTo, ReadAt, Seek or
-// Len, so neither net/http nor BodyCache can tell its size or replay it.
-type streamReader struct{ data []byte }
-
-func (r *streamReader) Read(p []byte) (int, error) {
-	if len(r.data) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, r.data)
-	r.data = r.data[n:]
-	return n, nil
-}
-
-// newStreamRequest posts data from a streamReader with its length declared,
+// newStreamRequest posts data from a benchserver.StreamReader with its length declared,
 // as a caller relaying a body of known size would.
 func newStreamRequest(b *testing.B, url string, data []byte) *http.Request {
-	req := newBenchRequest(b, http.MethodPost, url, io.NopCloser(&streamReader{data: data}))
+	req := newBenchRequest(b, http.MethodPost, url, io.NopCloser(&benchserver.StreamReader{Data: data}))
 	req.ContentLength = int64(len(data))
 	return req
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/saferetry/saferetry/internal/benchserver"
 )
 
 // bodySizes are the body sizes of the scenarios.
@@ -43,19 +45,6 @@ func newRequest(tb testing.TB, method, url string, body io.Reader) *http.Request
 	return req
 }
 
-// streamReader yields its data through Read alone: no WriteTo, ReadAt,
-// Seek or Len, so no library can tell its size or replay it.
-type streamReader struct{ data []byte }
-
-func (r *streamReader) Read(p []byte) (int, error) {
-	if len(r.data) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, r.data)
-	r.data = r.data[n:]
-	return n, nil
-}
-
 // scenarios returns the request shapes the benchmarks and tests share,
 // with bodies of the given sizes. dir holds the file of the PUT scenario.
 func scenarios(tb testing.TB, dir string, size bodySizes) []scenario {
@@ -74,7 +63,7 @@ func scenarios(tb testing.TB, dir string, size bodySizes) []scenario {
 			return newRequest(tb, http.MethodPost, url, bytes.NewReader(small))
 		}},
 		{name: "POSTStream", path: "/drain", bytes: int64(size.stream), request: func(tb testing.TB, url string) *http.Request {
-			req := newRequest(tb, http.MethodPost, url, io.NopCloser(&streamReader{data: stream}))
+			req := newRequest(tb, http.MethodPost, url, io.NopCloser(&benchserver.StreamReader{Data: stream}))
 			req.ContentLength = int64(len(stream)) // declared, as a caller relaying a body of known size does
 			return req
 		}},

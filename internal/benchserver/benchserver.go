@@ -106,3 +106,17 @@ func (s *Server) Attempts(seq uint64) []Received {
 	defer s.mu.Unlock()
 	return append([]Received(nil), s.seen[seq]...)
 }
+
+// StreamReader yields Data through Read alone: no WriteTo, ReadAt, Seek or
+// Len, so neither net/http nor a retry library can tell its size or replay
+// it without keeping a copy.
+type StreamReader struct{ Data []byte }
+
+func (r *StreamReader) Read(p []byte) (int, error) {
+	if len(r.Data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.Data)
+	r.Data = r.Data[n:]
+	return n, nil
+}
