@@ -1,7 +1,6 @@
 package saferetry
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -50,7 +49,9 @@ func classifyError(req *http.Request, err error) errClass {
 	if errors.Is(err, ErrAttemptTimeout) {
 		return errUnknown
 	}
-	if req.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+	if req.Context().Err() != nil {
+		// The caller's context is done: whatever the error says (net/http
+		// reports context.Cause, which may be any error), it ends the run.
 		return errCanceled
 	}
 	if isCertificateError(err) || invalidRequest(req) {

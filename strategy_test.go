@@ -160,7 +160,7 @@ func TestDefaultStrategyInvalidRequests(t *testing.T) {
 }
 
 func TestDefaultStrategyCallerContextDone(t *testing.T) {
-	for _, cause := range []error{context.Canceled, context.DeadlineExceeded} {
+	for _, cause := range []error{context.Canceled, context.DeadlineExceeded, errors.New("a custom cause")} {
 		t.Run(cause.Error(), func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()

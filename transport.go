@@ -166,6 +166,10 @@ func (r *retryRun) loop() (*http.Response, error) {
 			r.probe.wrote.Store(false)
 		}
 		resp, err := send(r.base, areq, t.AttemptTimeout)
+		if err != nil && r.ctx.Err() != nil {
+			// The caller gave up: nothing to classify, report or retry.
+			return nil, r.canceled(n, err)
+		}
 		a := Attempt{Request: areq, Response: resp, Err: err, Number: n, Keyed: r.keyed}
 		if r.probe != nil && err != nil {
 			a.NeverSent = !r.probe.wrote.Load()
@@ -178,7 +182,7 @@ func (r *retryRun) loop() (*http.Response, error) {
 		}
 		if r.ctx.Err() != nil {
 			discard(resp, t.drainBytes())
-			return nil, r.canceled(n)
+			return nil, r.canceled(n, nil)
 		}
 		if n > maxRetries {
 			return r.finish(a, r.refuse(a, StopMaxRetries))
@@ -199,7 +203,7 @@ func (r *retryRun) loop() (*http.Response, error) {
 		discard(resp, t.drainBytes())
 		if !sleep(r.ctx, delay) {
 			closeBody(body)
-			return nil, r.canceled(n)
+			return nil, r.canceled(n, nil)
 		}
 		areq = r.retryRequest(body, n+1)
 	}
@@ -305,10 +309,15 @@ func (r *retryRun) record(a Attempt, stop StopReason) {
 	r.rec.attempts, r.rec.stopped = a.Number, stop
 }
 
-// canceled is the error for a run whose caller's context ended.
-func (r *retryRun) canceled(attempts int) error {
+// canceled is the error for a run whose caller's context ended. On the
+// first attempt that is the base transport's own error (net/http reports
+// the context's cause); later, a RetryError wrapping the cause.
+func (r *retryRun) canceled(attempts int, attemptErr error) error {
 	if r.rec != nil {
 		r.rec.attempts, r.rec.stopped = attempts, StopCanceled
+	}
+	if attempts == 1 && attemptErr != nil {
+		return attemptErr
 	}
 	return &RetryError{Attempts: attempts, Reason: StopCanceled, Err: context.Cause(r.ctx)}
 }

@@ -448,6 +448,23 @@ func TestCancelDuringWaitEndsAtOnceWithTheCause(t *testing.T) {
 	})
 }
 
+func TestCanceledWithACauseIsNotRetriedNorReported(t *testing.T) {
+	srv := newRecordingServer(t)
+	var events []RetryEvent
+	stack := New(srv.Client().Transport, WithOnRetry(func(ev RetryEvent) { events = append(events, ev) }))
+	cause := errors.New("shutting down")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(cause)
+	_, err := stack.RoundTrip(get(t, srv.URL).WithContext(ctx))
+	var re *RetryError
+	if !errors.Is(err, cause) || errors.As(err, &re) {
+		t.Fatalf("err = %v; want the cause itself, as the base transport reports it", err)
+	}
+	if len(events) != 0 || len(srv.received()) != 0 {
+		t.Fatalf("%d events, %d requests; want none", len(events), len(srv.received()))
+	}
+}
+
 func TestCanceledBeforeTheFirstAttempt(t *testing.T) {
 	srv := newRecordingServer(t)
 	tr := &Transport{Base: srv.Client().Transport}
