@@ -48,11 +48,14 @@ type Attempt struct {
 	// Keyed reports whether the request carries an idempotency key
 	// (Idempotency-Key, X-Idempotency-Key or the configured key header).
 	Keyed bool
-	// NeverSent reports that the request provably never reached the
-	// server: no connection was made, an HTTP/2 stream was refused, or the
-	// trace saw no byte of it written. It is tracked only for requests that
-	// are neither idempotent nor keyed, the only ones it decides; for
-	// others it is false.
+	// NeverSent reports positive evidence that no byte of the request
+	// reached the server: net/http asked for a connection and never got
+	// one (httptrace GetConn without GotConn). A base that fires no trace
+	// hooks gives no evidence, and NeverSent is then false. Errors that
+	// prove it by their type (a refused dial, a DNS failure, an HTTP/2
+	// REFUSED_STREAM) are classified as such whatever NeverSent says. It
+	// is tracked only for requests that are neither idempotent nor keyed,
+	// the only ones it decides; for others it is false.
 	NeverSent bool
 }
 

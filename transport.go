@@ -163,7 +163,7 @@ func (r *retryRun) loop() (*http.Response, error) {
 	areq := r.firstRequest()
 	for n := 1; ; n++ {
 		if r.probe != nil {
-			r.probe.wrote.Store(false)
+			r.probe.reset()
 		}
 		resp, err := send(r.base, areq, t.AttemptTimeout)
 		if err != nil && r.ctx.Err() != nil {
@@ -172,7 +172,7 @@ func (r *retryRun) loop() (*http.Response, error) {
 		}
 		a := Attempt{Request: areq, Response: resp, Err: err, Number: n, Keyed: r.keyed}
 		if r.probe != nil && err != nil {
-			a.NeverSent = !r.probe.wrote.Load()
+			a.NeverSent = r.probe.neverSent()
 		}
 		switch r.strategy.Classify(a) {
 		case Done:
@@ -322,20 +322,36 @@ func (r *retryRun) canceled(attempts int, attemptErr error) error {
 	return &RetryError{Attempts: attempts, Reason: StopCanceled, Err: context.Cause(r.ctx)}
 }
 
-// sendProbe watches whether any of a request reached the connection.
-// WroteHeaders fires once the whole header block is written; before it,
-// a server cannot have started processing the request. The flag may be
-// set from the connection's write goroutine, hence the atomic.
+// sendProbe looks for positive evidence that an attempt never reached the
+// server: net/http asked for a connection (GetConn) and never got one
+// (GotConn), so no byte of the request was written. Both hooks run on
+// the goroutine that calls RoundTrip, before any write, over HTTP/1 and
+// HTTP/2 alike. The absence of an event proves nothing by itself: a base
+// that fires no hook at all leaves gotConnAsked false, and the attempt
+// then counts as possibly sent. (WroteHeaders would not do: over HTTP/2
+// it fires only after the header write returns, so a canceled attempt
+// can have reached the server without it.)
 type sendProbe struct {
-	wrote atomic.Bool
+	asked atomic.Bool // GetConn fired: the base reports to this trace
+	got   atomic.Bool // GotConn fired: a connection could carry the request
 	trace httptrace.ClientTrace
 }
 
 func newSendProbe() *sendProbe {
 	p := &sendProbe{}
-	p.trace.WroteHeaders = func() { p.wrote.Store(true) }
+	p.trace.GetConn = func(string) { p.asked.Store(true) }
+	p.trace.GotConn = func(httptrace.GotConnInfo) { p.got.Store(true) }
 	return p
 }
+
+// reset prepares the probe for another attempt.
+func (p *sendProbe) reset() {
+	p.asked.Store(false)
+	p.got.Store(false)
+}
+
+// neverSent reports whether the attempt provably wrote nothing.
+func (p *sendProbe) neverSent() bool { return p.asked.Load() && !p.got.Load() }
 
 // discard drains up to limit bytes of a response that will not be handed
 // back, and closes it, so its connection can be reused.
