@@ -293,6 +293,24 @@ func (b *Budget) Withdraw(host string) bool {
 	}
 }
 
+// refund gives back a retry that Withdraw granted but that was not made
+// (the body could not be replayed after all, or the caller gave up during
+// the wait), so an aborted retry does not cost other requests one.
+func (b *Budget) refund(host string) {
+	if b == nil {
+		return
+	}
+	e := b.epoch()
+	for {
+		k := b.bucket(host, e)
+		if s := k.slot(b, e); s != nil {
+			s.Add(budgetUnit)
+			k.balance.Add(budgetUnit)
+			return
+		}
+	}
+}
+
 // epoch returns the number of whole slots between the budget's origin and
 // now; a clock reading before the origin counts as epoch 0.
 func (b *Budget) epoch() int64 {

@@ -191,18 +191,25 @@ func (r *retryRun) loop() (*http.Response, error) {
 		if stop != StopNone {
 			return r.finish(a, r.refuse(a, stop))
 		}
-		body, ok := r.nextBody()
-		if !ok {
+		if !r.mayReplayBody() {
 			return r.finish(a, r.refuse(a, StopBodyNotReplayable))
 		}
 		if !t.Budget.Withdraw(host) {
-			closeBody(body)
 			return r.finish(a, r.refuse(a, StopBudget))
+		}
+		// Only now, the retry decided, is the body touched: a new replay
+		// can end the previous attempt's write loop, and with it the
+		// connection the response being handed back is read from.
+		body, ok := r.nextBody()
+		if !ok {
+			t.Budget.refund(host)
+			return r.finish(a, r.refuse(a, StopBodyNotReplayable))
 		}
 		t.report(r.ctx, a, delay, r.wait.serverDirected, StopNone)
 		discard(resp, t.drainBytes())
 		if !sleep(r.ctx, delay) {
 			closeBody(body)
+			t.Budget.refund(host)
 			return nil, r.canceled(n, nil)
 		}
 		areq = r.retryRequest(body, n+1)
@@ -253,11 +260,17 @@ func (r *retryRun) retryRequest(body io.ReadCloser, n int) *http.Request {
 	return next
 }
 
+// mayReplayBody reports whether the request has no body or one it can
+// ask for again, without asking.
+func (r *retryRun) mayReplayBody() bool {
+	return !hasBody(r.req) || r.req.GetBody != nil
+}
+
 // nextBody returns a fresh copy of the body for the next attempt; ok is
 // false when the request has a body that cannot be replayed.
 func (r *retryRun) nextBody() (body io.ReadCloser, ok bool) {
 	req := r.req
-	if req.Body == nil || req.Body == http.NoBody {
+	if !hasBody(req) {
 		return nil, true
 	}
 	if req.GetBody == nil {
@@ -362,6 +375,8 @@ func discard(resp *http.Response, limit int64) {
 	_, _ = io.CopyN(io.Discard, resp.Body, limit)
 	_ = resp.Body.Close()
 }
+
+func hasBody(req *http.Request) bool { return req.Body != nil && req.Body != http.NoBody }
 
 func closeBody(body io.ReadCloser) {
 	if body != nil {
