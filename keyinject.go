@@ -37,12 +37,13 @@ var ErrInvalidKey = errors.New("saferetry: invalid idempotency key")
 // A request that names an operation (WithOperation) gets its key from
 // Store instead: the key recorded for the operation, or a fresh one the
 // store records before the request is sent. Once the response is final (a
-// 2xx, or a 4xx other than 408, 409, 429 and 413 with a Retry-After), the
-// operation is finished in the store; after an error or any other status
-// it stays pending, and sending it again, from this process or another
-// sharing a durable store, sends the same key. A named request the store
-// refuses is not sent: RoundTrip closes its body and returns an
-// *OperationError. Requests that name no operation never touch the store.
+// 2xx, a 303 See Other, or a 4xx other than 408, 409, 429 and 413 with a
+// Retry-After), the operation is finished in the store; after an error or
+// any other status it stays pending, and sending it again, from this
+// process or another sharing a durable store, sends the same key. A named
+// request the store refuses is not sent: RoundTrip closes its body and
+// returns an *OperationError. Requests that name no operation never touch
+// the store.
 //
 // A key makes retrying a write safe only when the server deduplicates by
 // it; for an API that ignores the key, configure no key methods.

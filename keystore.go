@@ -33,7 +33,8 @@ type KeyStore interface {
 	// forgotten: Begin records them anew.
 	Begin(ctx context.Context, op string, fp Fingerprint, key string) (string, error)
 	// Finish records that the operation sent with key reached a final
-	// outcome, status: a 2xx, or a 4xx that sending again cannot change.
+	// outcome, status: a 2xx, a 303, or a 4xx that sending again cannot
+	// change.
 	// It does nothing if op is not recorded with that key (it expired, or
 	// was begun anew since). A finished operation is no longer pending;
 	// the store remembers it until its TTL so that a late repeat is

@@ -186,8 +186,11 @@ func TestNamedOperationFinishesOnFinalOutcomes(t *testing.T) {
 		{status: 500},
 		{status: 502},
 		{status: 503},
+		{status: 303, finished: true},
+		{status: 301},
 		{status: 302},
 		{status: 307},
+		{status: 308},
 		{err: errors.New("connection reset")},
 	}
 	for _, tt := range tests {
@@ -489,6 +492,47 @@ func TestNamedOperationFollowsRedirectWithItsKey(t *testing.T) {
 	}
 	if p, _ := store.Pending(context.Background()); len(p) != 0 {
 		t.Fatalf("still pending after the redirect's 201: %+v", p)
+	}
+}
+
+// A 303 See Other answering a POST says the write was accepted and its
+// result is elsewhere: the operation is done, and the client's GET of the
+// result, which asks for no key, changes nothing.
+func TestNamedOperationDoneOnSeeOther(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		got = append(got, r.Method+" "+r.URL.Path)
+		mu.Unlock()
+		if r.Method == http.MethodPost {
+			http.Redirect(w, r, "/charges/ch_1", http.StatusSeeOther)
+			return
+		}
+		io.WriteString(w, "ch_1")
+	}))
+	defer srv.Close()
+	store := &MemoryKeyStore{}
+	client := &http.Client{Transport: New(nil, WithKeyStore(store))}
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(namedPost(t, context.Background(), srv.URL+"/charges", "charge/order-1001", "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(got) != 2 || got[1] != "GET /charges/ch_1" {
+		t.Fatalf("status %d, requests %q; want the 303 followed", resp.StatusCode, got)
+	}
+	if p, err := store.Pending(context.Background()); len(p) != 0 || err != nil {
+		t.Fatalf("pending after a 303: %+v, %v; want none", p, err)
+	}
+	_, err = client.Do(namedPost(t, context.Background(), srv.URL+"/charges", "charge/order-1001", "x"))
+	if !errors.Is(err, ErrOperationDone) || !strings.Contains(err.Error(), "303") {
+		t.Fatalf("rerun after a 303: %v; want ErrOperationDone with status 303", err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("the rerun was sent: %q", got)
 	}
 }
 

@@ -58,7 +58,7 @@ var ErrFingerprintMismatch = errors.New("saferetry: operation reused with a diff
 
 // ErrOperationDone is returned, wrapped in an *OperationError, for a
 // request whose operation already reached a final outcome: the server
-// answered it with a 2xx or a definitive 4xx. Nothing was sent. Sending it
+// answered it with a 2xx, a 303 or a definitive 4xx. Nothing was sent. Sending it
 // again under a new key could repeat a write that succeeded; to perform
 // the same write once more on purpose, name a new operation.
 var ErrOperationDone = errors.New("saferetry: operation already completed")
@@ -192,14 +192,17 @@ func fingerprintOf(req *http.Request) (Fingerprint, error) {
 type onlyReader struct{ io.Reader }
 
 // finalStatus reports whether a response ends its operation: a success,
-// or a client error that sending again cannot change. 408, 409 (the same
-// key still in progress), 429 and 413 with a Retry-After ask the client to
-// come back, and every other status (1xx, 3xx, 5xx) leaves the outcome
-// open, so those operations stay pending.
+// a 303 See Other (RFC 9110 §15.4.4: the write was accepted, its result is
+// at another URI, fetched with a GET that needs no key), or a client error
+// that sending again cannot change. 408, 409 (the same key still in
+// progress), 429 and 413 with a Retry-After ask the client to come back,
+// and every other status (1xx, the other 3xx, 5xx) leaves the outcome
+// open, so those operations stay pending: a client following a 307 or 308
+// sends the same write again, with the same key.
 func finalStatus(resp *http.Response) bool {
 	code := resp.StatusCode
 	switch {
-	case code >= 200 && code < 300:
+	case code >= 200 && code < 300, code == http.StatusSeeOther:
 		return true
 	case code < 400 || code >= 500:
 		return false
