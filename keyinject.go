@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -22,6 +23,16 @@ const altKeyHeader = "X-Idempotency-Key"
 // MaxKeyLength is the longest key KeyInjector sends: Stripe's limit, which
 // is the tightest among the common APIs.
 const MaxKeyLength = 255
+
+// finishTimeout bounds KeyStore.Finish, which runs after the final
+// response arrived and before it is handed to the caller. A store that
+// stalls (an unreachable Redis, a SQLite file another process keeps
+// locked) must not hold a response the caller is waiting for: after
+// finishTimeout the operation is left pending, which is safe (sending it
+// again reuses its key, and the server deduplicates). One second is far
+// above a healthy store's Finish (a round trip, an fsync) and short next
+// to what a caller waiting for an answer tolerates.
+const finishTimeout = time.Second
 
 // ErrInvalidKey is wrapped by the error KeyInjector returns when its key
 // function produced a key that cannot be sent.
@@ -44,6 +55,13 @@ var ErrInvalidKey = errors.New("saferetry: invalid idempotency key")
 // request the store refuses is not sent: RoundTrip closes its body and
 // returns an *OperationError. Requests that name no operation never touch
 // the store.
+//
+// Store.Begin runs with the request's context, before anything is sent.
+// Store.Finish runs after the final response arrived, before RoundTrip
+// returns it, with a context detached from the request's cancellation and
+// bounded by a timeout of its own, one second: a store that stalls holds
+// a response back that long at most, and the operation stays pending.
+// Stores must honour their context's deadline for these bounds to hold.
 //
 // A key makes retrying a write safe only when the server deduplicates by
 // it; for an API that ignores the key, configure no key methods.
@@ -110,12 +128,22 @@ func (k *KeyInjector) roundTripOperation(base http.RoundTripper, req *http.Reque
 	}
 	resp, err := base.RoundTrip(k.withKey(req, key))
 	if err == nil && finalStatus(resp) {
-		// A failed Finish leaves the operation pending. That is safe:
-		// sending it again sends the same key, which the server
-		// deduplicates; so the response is not withheld for it.
-		_ = k.store().Finish(context.WithoutCancel(req.Context()), op, key, resp.StatusCode)
+		k.finishOperation(req.Context(), op, key, resp.StatusCode)
 	}
 	return resp, err
+}
+
+// finishOperation marks op done in the store, synchronously, within
+// finishTimeout. The context keeps ctx's values but not its cancellation:
+// a caller who cancels the moment the answer is in must not cost the
+// operation its done mark. A failed or timed-out Finish leaves the
+// operation pending. That is safe: sending it again sends the same key,
+// which the server deduplicates; so the response is not withheld for it,
+// and nothing is left running behind the request.
+func (k *KeyInjector) finishOperation(ctx context.Context, op, key string, status int) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	defer cancel()
+	_ = k.store().Finish(ctx, op, key, status)
 }
 
 // beginOperation fingerprints req and returns the key recorded for op,

@@ -20,7 +20,10 @@ const DefaultOperationTTL = 24 * time.Hour
 // for requests that name an operation and would otherwise get a fresh key.
 //
 // Implementations must be safe for concurrent use, by several goroutines
-// and, for a durable store, by several processes sharing it.
+// and, for a durable store, by several processes sharing it, and must
+// return soon after their context is done (a deadline included): every
+// call is on the path of a request, and KeyInjector runs them
+// synchronously, leaving nothing behind the request.
 type KeyStore interface {
 	// Begin returns the key to send for operation op, about to be sent
 	// as the request fingerprinted fp. An operation the store does not
@@ -39,6 +42,13 @@ type KeyStore interface {
 	// was begun anew since). A finished operation is no longer pending;
 	// the store remembers it until its TTL so that a late repeat is
 	// refused with ErrOperationDone.
+	//
+	// KeyInjector calls Finish before it hands the response to the
+	// caller, with a context that ignores the caller's cancellation but
+	// has a deadline of its own, about a second away: a Finish that cannot
+	// complete by then must give up and return, leaving the operation
+	// pending (sending it again reuses its key). An error is not reported
+	// to the caller, for the same reason.
 	Finish(ctx context.Context, op, key string, status int) error
 	// Pending lists the operations begun but not finished, oldest first:
 	// after a restart, the writes whose outcome is unknown, for a daemon

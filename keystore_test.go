@@ -218,6 +218,122 @@ func TestNamedOperationFinishesOnFinalOutcomes(t *testing.T) {
 	}
 }
 
+// stallingStore is a store whose Finish blocks until its context is done
+// (or, if the context never ends, an hour passes): a Redis that stopped
+// answering, a SQLite file another process keeps locked.
+type stallingStore struct {
+	MemoryKeyStore
+	finishErr error // what the last Finish's context ended with
+}
+
+func (s *stallingStore) Finish(ctx context.Context, op, key string, status int) error {
+	select {
+	case <-ctx.Done():
+		s.finishErr = context.Cause(ctx)
+		return s.finishErr
+	case <-time.After(time.Hour):
+		return s.MemoryKeyStore.Finish(ctx, op, key, status)
+	}
+}
+
+// A store that stalls in Finish holds a final response back for
+// finishTimeout at most, whatever the caller's deadline, and leaves the
+// operation pending (safe: the next send reuses its key).
+func TestStalledFinishDoesNotHoldTheResponse(t *testing.T) {
+	for _, deadline := range []time.Duration{0, 300 * time.Millisecond, time.Minute} {
+		t.Run(fmt.Sprint("caller deadline ", deadline), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				store := &stallingStore{}
+				k := &KeyInjector{Store: store, Base: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+					return &http.Response{StatusCode: http.StatusCreated, Body: http.NoBody, Request: r}, nil
+				})}
+				ctx := context.Background()
+				if deadline > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, deadline)
+					defer cancel()
+				}
+				start := time.Now()
+				resp, err := k.RoundTrip(namedPost(t, ctx, "http://api.test/", "op", "x"))
+				if err != nil || resp.StatusCode != http.StatusCreated {
+					t.Fatalf("%v, %v; want the 201", resp, err)
+				}
+				if held := time.Since(start); held != finishTimeout {
+					t.Fatalf("the response was held %v; want finishTimeout, %v", held, finishTimeout)
+				}
+				if !errors.Is(store.finishErr, context.DeadlineExceeded) {
+					t.Fatalf("Finish's context ended with %v; want its own deadline", store.finishErr)
+				}
+				if p, _ := store.Pending(context.Background()); len(p) != 1 {
+					t.Fatalf("pending %+v; a Finish that timed out leaves the operation pending", p)
+				}
+			})
+		})
+	}
+}
+
+// Begin runs before anything is sent, under the caller's context: a store
+// that stalls there costs the caller its deadline, no more, and nothing
+// is sent.
+func TestStalledBeginEndsAtTheCallersDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sent := false
+		k := &KeyInjector{Store: stallingBegin{}, Base: roundTripperFunc(func(*http.Request) (*http.Response, error) {
+			sent = true
+			return nil, errors.New("sent")
+		})}
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		_, err := k.RoundTrip(namedPost(t, ctx, "http://api.test/", "op", "x"))
+		var opErr *OperationError
+		if !errors.As(err, &opErr) || !errors.Is(err, context.DeadlineExceeded) || sent {
+			t.Fatalf("err %v, sent %v; want an *OperationError at the deadline, nothing sent", err, sent)
+		}
+		if waited := time.Since(start); waited != 300*time.Millisecond {
+			t.Fatalf("Begin held the caller %v past a 300ms deadline", waited)
+		}
+	})
+}
+
+// stallingBegin is a store whose Begin blocks until its context is done.
+type stallingBegin struct{ KeyStore }
+
+func (stallingBegin) Begin(ctx context.Context, _ string, _ Fingerprint, _ string) (string, error) {
+	<-ctx.Done()
+	return "", ctx.Err()
+}
+
+// A caller that gives up as soon as the answer is in does not cost the
+// operation its done mark: Finish is detached from the caller's
+// cancellation.
+func TestFinishSurvivesTheCallersCancellation(t *testing.T) {
+	store := &ctxCheckingStore{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	k := &KeyInjector{Store: store, Base: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		cancel() // the caller cancels the moment the answer arrives
+		return &http.Response{StatusCode: http.StatusCreated, Body: http.NoBody, Request: r}, nil
+	})}
+	if _, err := k.RoundTrip(namedPost(t, ctx, "http://api.test/", "op", "x")); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := store.Pending(context.Background()); len(p) != 0 {
+		t.Fatalf("pending %+v; the caller's cancellation must not stop Finish", p)
+	}
+}
+
+// ctxCheckingStore fails Finish when its context is already done, as a
+// store doing I/O would.
+type ctxCheckingStore struct{ MemoryKeyStore }
+
+func (s *ctxCheckingStore) Finish(ctx context.Context, op, key string, status int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.MemoryKeyStore.Finish(ctx, op, key, status)
+}
+
 // A done operation is kept, so that a late repeat is refused rather than
 // sent under a new key, until its TTL; then it is forgotten and pruned.
 func TestMemoryKeyStoreTTL(t *testing.T) {
