@@ -49,7 +49,7 @@ func BenchmarkDurableKey(b *testing.B) {
 			return s
 		}},
 		{name: "redis", named: true, open: func(b *testing.B) saferetry.KeyStore {
-			client := redis.NewClient(&redis.Options{Addr: redistest.Start(b)})
+			client := redis.NewClient(&redis.Options{Addr: redistest.Start(b), ContextTimeoutEnabled: true})
 			b.Cleanup(func() { client.Close() })
 			return redisstore.New(client, redisstore.Options{})
 		}},

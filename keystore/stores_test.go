@@ -32,7 +32,7 @@ func openStore(spec string) (store saferetry.KeyStore, close func() error, err e
 		}
 		return s, s.Close, nil
 	case "redis":
-		client := redis.NewClient(&redis.Options{Addr: target})
+		client := redis.NewClient(&redis.Options{Addr: target, ContextTimeoutEnabled: true})
 		return redisstore.New(client, redisstore.Options{}), client.Close, nil
 	}
 	return nil, nil, fmt.Errorf("unknown store spec %q", spec)

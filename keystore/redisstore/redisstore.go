@@ -9,6 +9,10 @@
 // a lock; Finish is a small Lua script that marks the record done, keeping
 // its TTL.
 //
+// The client must be created with ContextTimeoutEnabled (see New), so that
+// a Redis that stops answering holds a call no longer than its context
+// allows.
+//
 // The key is as durable as Redis makes it: a crash of the client process
 // (the common case) loses nothing, while a crash of Redis itself loses what
 // its persistence settings (appendfsync) had not yet written.
@@ -55,7 +59,24 @@ type Store struct {
 var _ saferetry.KeyStore = (*Store)(nil)
 
 // New returns a store keeping its operations through client.
+//
+// The client must honour contexts: create it with ContextTimeoutEnabled
+// set (redis.Options, redis.ClusterOptions, redis.RingOptions,
+// redis.FailoverOptions or redis.UniversalOptions). Without it go-redis
+// ignores a context's deadline and waits for its own ReadTimeout (5 s by
+// default, more with retries), so a Redis that stops answering would hold
+// every named request that long, including a successful response waiting
+// for its Finish, which KeyInjector bounds to about a second. The
+// setting only ever shortens a wait: a command still gives up at
+// ReadTimeout when its context has no deadline. New panics when given one
+// of go-redis's clients without it; a client of another type must
+// honour contexts too.
 func New(client redis.UniversalClient, opts Options) *Store {
+	if ignoresContexts(client) {
+		panic("redisstore: New: the client ignores context deadlines (ContextTimeoutEnabled is false), " +
+			"so a Redis that stops answering would hold requests for the client's ReadTimeout; " +
+			"create the client with ContextTimeoutEnabled: true")
+	}
 	if opts.TTL <= 0 {
 		opts.TTL = saferetry.DefaultOperationTTL
 	}
@@ -63,6 +84,20 @@ func New(client redis.UniversalClient, opts Options) *Store {
 		opts.Prefix = DefaultPrefix
 	}
 	return &Store{client: client, ttl: opts.TTL, prefix: opts.Prefix}
+}
+
+// ignoresContexts reports whether client is one of go-redis's clients
+// configured to ignore context deadlines.
+func ignoresContexts(client redis.UniversalClient) bool {
+	switch c := client.(type) {
+	case *redis.Client:
+		return !c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		return !c.Options().ContextTimeoutEnabled
+	case *redis.Ring:
+		return !c.Options().ContextTimeoutEnabled
+	}
+	return false
 }
 
 // record is the JSON kept for one operation.

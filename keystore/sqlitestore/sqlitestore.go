@@ -32,7 +32,9 @@ type Options struct {
 	// shorter than the server keeps keys.
 	TTL time.Duration
 	// BusyTimeout is how long a write waits for the write lock another
-	// process holds. Zero means DefaultBusyTimeout.
+	// process holds, at most: a call whose context is done first gives up
+	// then (KeyInjector gives Finish about a second). Zero means
+	// DefaultBusyTimeout.
 	BusyTimeout time.Duration
 }
 
