@@ -19,6 +19,14 @@ const DefaultOperationTTL = 24 * time.Hour
 // or in the next one, carries the same key. KeyInjector consults it only
 // for requests that name an operation and would otherwise get a fresh key.
 //
+// A store must keep what it is given exactly: an operation's name is any
+// string, bytes that are not UTF-8, NUL bytes and tens of KiB included (a
+// store that encodes names as text must encode them losslessly, or keep
+// them in a binary-safe field); a key is visible ASCII of at most
+// MaxKeyLength bytes (KeyInjector checks it); a Fingerprint's text form
+// (MarshalText) is ASCII. Package keystoretest in the keystore module
+// checks a store against this contract, hostile names included.
+//
 // Implementations must be safe for concurrent use, by several goroutines
 // and, for a durable store, by several processes sharing it, and must
 // return soon after their context is done (a deadline included): every

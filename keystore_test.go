@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -95,7 +97,7 @@ func TestNamedOperationKeepsItsKeyAcrossStacks(t *testing.T) {
 	if pending[0].Key != first {
 		t.Fatalf("pending key %q, sent %q", pending[0].Key, first)
 	}
-	if want := (Fingerprint{Method: "POST", URL: srv.URL, BodySHA256: sha256.Sum256([]byte(`{"amount":4200}`))}); pending[0].Fingerprint != want {
+	if want := fingerprint("POST", srv.URL, `{"amount":4200}`); pending[0].Fingerprint != want {
 		t.Fatalf("fingerprint %v, want %v", pending[0].Fingerprint, want)
 	}
 
@@ -126,11 +128,13 @@ func TestNamedOperationRefusesAnotherRequest(t *testing.T) {
 	tests := []struct {
 		name, method, url, body string
 		finishFirst             bool
+		says                    string // how the error tells what differs
 	}{
-		{name: "other body", method: "POST", url: url, body: `{"amount":1}`},
-		{name: "other URL", method: "POST", url: url + "?x=1", body: `{"amount":4200}`},
-		{name: "other method", method: "PATCH", url: url, body: `{"amount":4200}`},
-		{name: "other body of a done operation", method: "POST", url: url, body: `{"amount":1}`, finishFirst: true},
+		{name: "other body", method: "POST", url: url, body: `{"amount":1}`, says: "begun with a different body"},
+		{name: "other URL", method: "POST", url: url + "?x=1", body: `{"amount":4200}`, says: "begun with a different URL"},
+		{name: "other method", method: "PATCH", url: url, body: `{"amount":4200}`, says: "begun with method POST, now PATCH"},
+		{name: "other body of a done operation", method: "POST", url: url, body: `{"amount":1}`, finishFirst: true, says: "a different body"},
+		{name: "other everything", method: "PATCH", url: url + "?x=1", body: `{"amount":1}`, says: "begun with method POST, now PATCH; a different URL; a different body"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -157,8 +161,9 @@ func TestNamedOperationRefusesAnotherRequest(t *testing.T) {
 			if sent != 1 || body.closed != 1 {
 				t.Fatalf("sent %d requests, body closed %d times; want 1 and 1", sent, body.closed)
 			}
-			if !strings.Contains(err.Error(), `operation "op"`) || strings.Contains(err.Error(), "saferetry: saferetry") {
-				t.Fatalf("unclear message: %v", err)
+			if msg := err.Error(); !strings.Contains(msg, `operation "op"`) || strings.Contains(msg, "saferetry: saferetry") ||
+				!strings.Contains(msg, tt.says) || strings.Contains(msg, "sha256") {
+				t.Fatalf("unclear message: %v; want it to say %q, without digests", err, tt.says)
 			}
 		})
 	}
@@ -340,7 +345,7 @@ func TestMemoryKeyStoreTTL(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		s := NewMemoryKeyStore(time.Hour)
-		fp := Fingerprint{Method: "POST", URL: "http://api.test/"}
+		fp := fingerprint("POST", "http://api.test/", "")
 		if k, err := s.Begin(ctx, "pending", fp, "k1"); k != "k1" || err != nil {
 			t.Fatalf("%q, %v", k, err)
 		}
@@ -384,7 +389,7 @@ func TestMemoryKeyStorePendingOldestFirst(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		var s MemoryKeyStore // the zero value is usable
-		fp := Fingerprint{Method: "POST", URL: "http://api.test/"}
+		fp := fingerprint("POST", "http://api.test/", "")
 		for _, op := range []string{"c", "a", "b", "done"} {
 			s.Begin(ctx, op, fp, "key-"+op)
 			time.Sleep(time.Second)
@@ -706,21 +711,82 @@ func TestNamedOperationsConcurrently(t *testing.T) {
 	}
 }
 
+// fingerprint is the fingerprint of a request with the given method, URL
+// (as url.URL.Redacted writes it) and body.
+func fingerprint(method, url, body string) Fingerprint {
+	return Fingerprint{Method: method, URLSHA256: sha256.Sum256([]byte(url)), BodySHA256: sha256.Sum256([]byte(body))}
+}
+
 func TestFingerprintText(t *testing.T) {
-	fp := Fingerprint{Method: "POST", URL: "https://user:xxxxx@api.test/a b?q=1 2", BodySHA256: sha256.Sum256([]byte("x"))}
-	text, _ := fp.MarshalText()
+	fp := fingerprint("POST", "https://api.test/charges?token=s3cr3t", "x")
+	text, err := fp.MarshalText()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "POST sha256:" + hex.EncodeToString(fp.URLSHA256[:]) + " sha256:" + hex.EncodeToString(fp.BodySHA256[:])
+	if string(text) != want || fp.String() != want {
+		t.Fatalf("text %q, String %q; want %q", text, fp, want)
+	}
 	var back Fingerprint
 	if err := back.UnmarshalText(text); err != nil || back != fp {
 		t.Fatalf("%s: %+v, %v", text, back, err)
 	}
-	for _, bad := range []string{"", "POST", "POST https://x", "POST https://x sha256:00", "POST https://x md5:" + strings.Repeat("0", 64), " x sha256:" + strings.Repeat("0", 64)} {
+	digest := "sha256:" + strings.Repeat("0", 64)
+	for _, bad := range []string{
+		"", "POST", "POST " + digest, "POST " + digest + " " + digest + " " + digest, " " + digest + " " + digest,
+		"P T " + digest + " " + digest, "POST https://api.test/ " + digest, // the form before the URL's digest
+		"POST " + digest + " sha256:00", "POST md5:" + strings.Repeat("0", 64) + " " + digest,
+		"POST " + digest + " sha256:" + strings.Repeat("g", 64),
+	} {
 		if err := back.UnmarshalText([]byte(bad)); err == nil {
 			t.Errorf("%q parsed", bad)
 		}
 	}
-	req, _ := http.NewRequest(http.MethodPost, "https://user:secret@api.test/", nil)
-	if fp, _ := fingerprintOf(req); strings.Contains(fp.String(), "secret") {
-		t.Fatalf("password kept in %s", fp)
+	if _, err := (Fingerprint{Method: "P T"}).MarshalText(); err == nil {
+		t.Error("a method that is not a token was marshalled")
+	}
+}
+
+// A fingerprint keeps every byte of the URL, through any encoding a store
+// uses, and none of its secrets: a URL with a byte that is not UTF-8 (which
+// url.Parse accepts) differs from the same URL with U+FFFD in its place,
+// as JSON would write it; a query-string token is not in the text; a
+// password is redacted before the digest.
+func TestFingerprintOfURLs(t *testing.T) {
+	of := func(url string) Fingerprint {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fp, err := fingerprintOf(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fp
+	}
+	latin1, replaced := of("https://api.test/search?q=caf\xe9"), of("https://api.test/search?q=caf\ufffd")
+	if latin1 == replaced {
+		t.Fatal("a URL's invalid UTF-8 and its U+FFFD replacement fingerprint alike")
+	}
+	for _, fp := range []Fingerprint{latin1, replaced} {
+		j, err := json.Marshal(fp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Fingerprint
+		if err := json.Unmarshal(j, &back); err != nil || back != fp {
+			t.Fatalf("through JSON %s: %v, %v; want %v", j, back, err, fp)
+		}
+	}
+	if fp := of("https://api.test/charges?token=s3cr3t"); strings.Contains(fp.String(), "s3cr3t") || strings.Contains(fp.String(), "api.test") {
+		t.Fatalf("URL text kept in %s", fp)
+	}
+	if of("https://user:one@api.test/") != of("https://user:two@api.test/") {
+		t.Fatal("the password counts in the fingerprint; it must be redacted first")
+	}
+	if of("https://api.test/a") == of("https://api.test/b") {
+		t.Fatal("two URLs fingerprint alike")
 	}
 }
 

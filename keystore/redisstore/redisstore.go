@@ -4,7 +4,10 @@
 //
 // Each operation is one Redis key, the prefix followed by the operation's
 // name, holding JSON {"key", "fingerprint", "created", "state", "status"}
-// and expiring with the store's TTL. Begin is a single SET ... NX GET PX
+// and expiring with the store's TTL. The name is only in the Redis key,
+// which is binary safe, and the JSON holds only ASCII (the key, the
+// fingerprint's text form, a time), so nothing is lost to JSON's
+// replacement of bytes that are not UTF-8. Begin is a single SET ... NX GET PX
 // (Redis 7.0 or newer), so concurrent instances agree on one key without
 // a lock; Finish is a small Lua script that marks the record done, keeping
 // its TTL.
@@ -247,15 +250,17 @@ func (s *Store) read(ctx context.Context, c redis.UniversalClient, keys []string
 	return pending, nil
 }
 
-// escapeGlob escapes the characters SCAN MATCH treats as a pattern.
+// escapeGlob escapes the characters SCAN MATCH treats as a pattern. It
+// works on bytes, as Redis does: a prefix that is not UTF-8 is matched
+// exactly.
 func escapeGlob(s string) string {
 	var b strings.Builder
-	for _, r := range s {
-		switch r {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
 		case '*', '?', '[', ']', '\\':
 			b.WriteByte('\\')
 		}
-		b.WriteRune(r)
+		b.WriteByte(s[i])
 	}
 	return b.String()
 }

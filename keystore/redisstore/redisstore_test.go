@@ -27,9 +27,10 @@ func newClient(t *testing.T) *redis.Client {
 func TestContract(t *testing.T) {
 	client := newClient(t)
 	keystoretest.Run(t, func(t *testing.T) saferetry.KeyStore {
-		// One server, a namespace per subtest; the names have spaces
-		// and slashes, which the SCAN pattern must match literally.
-		return New(client, Options{Prefix: "test*[" + t.Name() + "]:"})
+		// One server, a namespace per subtest; the prefixes have spaces,
+		// slashes, glob characters and a byte that is not UTF-8, which
+		// the SCAN pattern must match literally.
+		return New(client, Options{Prefix: "test*[\xe9" + t.Name() + "]:"})
 	})
 }
 

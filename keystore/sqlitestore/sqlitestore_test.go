@@ -181,3 +181,38 @@ func TestHonoursTheContextWhenLocked(t *testing.T) {
 		t.Fatalf("Begin after the Finish: %v; want ErrOperationDone", err)
 	}
 }
+
+// A file whose names were written as TEXT, as earlier versions did, keeps
+// its operations: they are resumed with their keys, not begun anew.
+func TestOpenConvertsTextNames(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "keys.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := keystoretest.Fingerprint("POST", "https://api.test/", "x")
+	text, _ := fp.MarshalText()
+	if _, err := s.db.Exec(`INSERT INTO pending_operations (operation, "key", fingerprint, created) VALUES (?, 'old-key', ?, ?)`,
+		"charge/caf\xe9", string(text), time.Now().UnixNano()); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openPath(t, path)
+	if key, err := s.Begin(ctx, "charge/caf\xe9", fp, "new-key"); key != "old-key" || err != nil {
+		t.Fatalf("Begin: %q, %v; want the operation resumed with old-key", key, err)
+	}
+	if p, err := s.Pending(ctx); err != nil || len(p) != 1 {
+		t.Fatalf("pending %+v, %v; want the one operation", p, err)
+	}
+}
+
+func openPath(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
