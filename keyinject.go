@@ -89,9 +89,9 @@ type KeyInjector struct {
 	// Stripe and most deployed APIs expect.
 	Quoted bool
 	// Store records the keys of named operations. Nil means a
-	// MemoryKeyStore of the injector's own, with DefaultOperationTTL,
-	// which survives no restart; the keystore module has SQLite and Redis
-	// stores that do.
+	// MemoryKeyStore of the injector's own, with its defaults (24 hours,
+	// 100,000 operations), which survives no restart; the keystore module
+	// has SQLite and Redis stores that do.
 	Store KeyStore
 
 	base   lazyBase

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -73,7 +74,7 @@ func TestOperationContext(t *testing.T) {
 // after a restart: the second sends the operation with the first's key.
 func TestNamedOperationKeepsItsKeyAcrossStacks(t *testing.T) {
 	srv := newRecordingServer(t, http.StatusServiceUnavailable, http.StatusCreated)
-	store := NewMemoryKeyStore(time.Hour)
+	store := &MemoryKeyStore{TTL: time.Hour}
 	send := func(body string) (*http.Response, error) {
 		stack := New(nil, WithKeyStore(store), WithMaxRetries(0))
 		defer stack.CloseIdleConnections()
@@ -344,7 +345,7 @@ func (s *ctxCheckingStore) Finish(ctx context.Context, op, key string, status in
 func TestMemoryKeyStoreTTL(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		s := NewMemoryKeyStore(time.Hour)
+		s := &MemoryKeyStore{TTL: time.Hour}
 		fp := fingerprint("POST", "http://api.test/", "")
 		if k, err := s.Begin(ctx, "pending", fp, "k1"); k != "k1" || err != nil {
 			t.Fatalf("%q, %v", k, err)
@@ -377,12 +378,177 @@ func TestMemoryKeyStoreTTL(t *testing.T) {
 		if p, _ := s.Pending(ctx); len(p) != 0 {
 			t.Fatalf("expired operations listed: %+v", p)
 		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if len(s.ops) != 0 || len(s.order) != 0 {
-			t.Fatalf("expired entries kept: %d records, %d queued", len(s.ops), len(s.order))
+		if n := s.size(); n != 0 {
+			t.Fatalf("%d expired operations kept", n)
 		}
 	})
+}
+
+// At capacity, a new operation evicts the finished operation that finished
+// first; a rerun of an evicted operation is a new operation, with a new
+// key; pending operations are never evicted: with only those, Begin
+// refuses new ones with ErrKeyStoreFull, and still resumes known ones.
+func TestMemoryKeyStoreCapacity(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		s := &MemoryKeyStore{MaxOperations: 3}
+		fp := fingerprint("POST", "http://api.test/", "")
+		begin := func(op, candidate string) (string, error) {
+			t.Helper()
+			time.Sleep(time.Second) // distinct creation times
+			key, err := s.Begin(ctx, op, fp, candidate)
+			if n := s.size(); n > 3 {
+				t.Fatalf("%d operations kept, MaxOperations is 3", n)
+			}
+			return key, err
+		}
+		for _, op := range []string{"a", "b", "c"} {
+			begin(op, op+"1")
+		}
+		s.Finish(ctx, "b", "b1", 201)
+		s.Finish(ctx, "a", "a1", 201)
+		if key, err := begin("d", "d1"); key != "d1" || err != nil {
+			t.Fatalf("d at capacity: %q, %v; want b (finished first) evicted for it", key, err)
+		}
+		if _, err := begin("a", "a2"); !errors.Is(err, ErrOperationDone) {
+			t.Fatalf("a: %v; want it still known, and done", err)
+		}
+		if key, err := begin("b", "b2"); key != "b2" || err != nil {
+			t.Fatalf("b, evicted: %q, %v; want it begun anew with a new key (evicting a)", key, err)
+		}
+		_, err := begin("e", "e1")
+		if !errors.Is(err, ErrKeyStoreFull) || !strings.Contains(err.Error(), "3") {
+			t.Fatalf("e with 3 pending: %v; want ErrKeyStoreFull naming the capacity", err)
+		}
+		if key, err := begin("c", "c2"); key != "c1" || err != nil {
+			t.Fatalf("c, pending, at capacity: %q, %v; want it resumed", key, err)
+		}
+		var names []string
+		p, _ := s.Pending(ctx)
+		for _, r := range p {
+			names = append(names, r.Operation+"="+r.Key)
+		}
+		if got := strings.Join(names, " "); got != "c=c1 d=d1 b=b2" {
+			t.Fatalf("pending %s; want c=c1 d=d1 b=b2, no pending operation forgotten", got)
+		}
+		s.Finish(ctx, "d", "d1", 200)
+		if key, err := begin("e", "e2"); key != "e2" || err != nil {
+			t.Fatalf("e once d finished: %q, %v", key, err)
+		}
+	})
+}
+
+// The memory a full MemoryKeyStore holds, per operation, with 20-byte
+// names and UUID keys: the figure MemoryKeyStore's documentation gives
+// (about 285 bytes), checked against a loose bound.
+func TestMemoryKeyStoreCost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills a store of 100,000 operations")
+	}
+	const n = defaultMaxOperations
+	ctx := context.Background()
+	fp := fingerprint("POST", "https://api.test/v1/charges", "{}")
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	s := &MemoryKeyStore{}
+	for i := range n {
+		if _, err := s.Begin(ctx, fmt.Sprintf("charge/order-%07d", i), fp, newUUID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perOp := float64(after.HeapAlloc-before.HeapAlloc) / n
+	t.Logf("%d operations: %.0f bytes each, %.1f MB in all", n, perOp, perOp*n/1e6)
+	if perOp > 400 {
+		t.Errorf("%.0f bytes per operation; the documentation says about 285", perOp)
+	}
+	if _, err := s.Begin(ctx, "one more", fp, newUUID()); !errors.Is(err, ErrKeyStoreFull) {
+		t.Fatalf("one more than the default MaxOperations: %v; want ErrKeyStoreFull", err)
+	}
+	runtime.KeepAlive(s)
+}
+
+// Expiry frees room as eviction does, pending operations included.
+func TestMemoryKeyStoreTTLFreesCapacity(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		s := &MemoryKeyStore{TTL: time.Hour, MaxOperations: 1}
+		fp := fingerprint("POST", "http://api.test/", "")
+		s.Begin(ctx, "a", fp, "a1")
+		if _, err := s.Begin(ctx, "b", fp, "b1"); !errors.Is(err, ErrKeyStoreFull) {
+			t.Fatalf("b: %v; want ErrKeyStoreFull", err)
+		}
+		time.Sleep(time.Hour)
+		if key, err := s.Begin(ctx, "b", fp, "b1"); key != "b1" || err != nil {
+			t.Fatalf("b once a expired: %q, %v", key, err)
+		}
+		if n := s.size(); n != 1 {
+			t.Fatalf("%d operations kept, want 1", n)
+		}
+	})
+}
+
+// A store full of pending operations refuses a new one end to end: the
+// caller gets an *OperationError wrapping ErrKeyStoreFull, nothing is
+// sent, the body is closed.
+func TestKeyStoreFullSendsNothing(t *testing.T) {
+	srv := newRecordingServer(t, http.StatusServiceUnavailable, http.StatusServiceUnavailable, http.StatusCreated)
+	stack := New(nil, WithKeyStore(&MemoryKeyStore{MaxOperations: 2}), WithMaxRetries(0))
+	defer stack.CloseIdleConnections()
+	for _, op := range []string{"a", "b"} {
+		resp, err := stack.RoundTrip(namedPost(t, context.Background(), srv.URL, op, op))
+		if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("%s: %v, %v", op, resp, err)
+		}
+		resp.Body.Close()
+	}
+	closed := 0
+	req := namedPost(t, context.Background(), srv.URL, "c", "c")
+	req.Body = opBodyCloser{req.Body, &closed}
+	_, err := stack.RoundTrip(req)
+	var opErr *OperationError
+	if !errors.Is(err, ErrKeyStoreFull) || !errors.As(err, &opErr) || opErr.Operation != "c" {
+		t.Fatalf("err %v; want an *OperationError for c wrapping ErrKeyStoreFull", err)
+	}
+	if n := len(srv.received()); n != 2 || closed != 1 {
+		t.Fatalf("%d requests reached the server, body closed %d times; want 2 and 1", n, closed)
+	}
+}
+
+// size is how many operations s keeps. It panics if its lists do not
+// hold each of them exactly once (byFinish: the finished ones), linked
+// both ways.
+func (s *MemoryKeyStore) size() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for l, want := range [2]func(*memoryRecord) bool{
+		byAge:    func(*memoryRecord) bool { return true },
+		byFinish: (*memoryRecord).Done,
+	} {
+		seen := 0
+		var prev *memoryRecord
+		for r := s.lists[l].head; r != nil; prev, r = r, r.links[l].next {
+			if r.links[l].prev != prev || s.ops[r.Operation] != r || !want(r) {
+				panic(fmt.Sprintf("list %d: %q is misplaced", l, r.Operation))
+			}
+			seen++
+		}
+		if s.lists[l].tail != prev {
+			panic(fmt.Sprintf("list %d: tail is not the last record", l))
+		}
+		expected := 0
+		for _, r := range s.ops {
+			if want(r) {
+				expected++
+			}
+		}
+		if seen != expected {
+			panic(fmt.Sprintf("list %d holds %d records, want %d", l, seen, expected))
+		}
+	}
+	return len(s.ops)
 }
 
 func TestMemoryKeyStorePendingOldestFirst(t *testing.T) {
@@ -600,7 +766,7 @@ func TestNamedOperationFollowsRedirectWithItsKey(t *testing.T) {
 		w.WriteHeader(http.StatusCreated)
 	}))
 	defer srv.Close()
-	store := NewMemoryKeyStore(0)
+	store := &MemoryKeyStore{}
 	client := &http.Client{Transport: New(nil, WithKeyStore(store))}
 	defer client.CloseIdleConnections()
 	resp, err := client.Do(namedPost(t, context.Background(), srv.URL+"/old", "op", "x"))
@@ -678,7 +844,7 @@ func TestNamedOperationsConcurrently(t *testing.T) {
 		}
 		return &http.Response{StatusCode: 201, Body: http.NoBody, Request: r}, nil
 	})
-	store := NewMemoryKeyStore(time.Hour)
+	store := &MemoryKeyStore{TTL: time.Hour}
 	stacks := []*Stack{
 		New(base, WithKeyStore(store), WithBackoff(0, 0), WithBudget(nil)),
 		New(base, WithKeyStore(store), WithBackoff(0, 0), WithBudget(nil)),
@@ -805,7 +971,7 @@ func TestWithKeyStoreNilPanics(t *testing.T) {
 func TestUnnamedRequestsAllocateNothingMore(t *testing.T) {
 	resp := &http.Response{StatusCode: 200, Body: http.NoBody}
 	base := roundTripperFunc(func(*http.Request) (*http.Response, error) { return resp, nil })
-	k := &KeyInjector{Base: base, Store: NewMemoryKeyStore(0)}
+	k := &KeyInjector{Base: base, Store: &MemoryKeyStore{}}
 	post, _ := http.NewRequest(http.MethodPost, "http://api.test/", nil)
 	post.Header.Set("Content-Type", "application/json")
 	get, _ := http.NewRequest(http.MethodGet, "http://api.test/", nil)
@@ -825,6 +991,41 @@ func TestUnnamedRequestsAllocateNothingMore(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { k.RoundTrip(get) }); n != 0 {
 		t.Errorf("GET: %v allocations, want 0", n)
+	}
+}
+
+// BenchmarkMemoryKeyStoreAtCapacity measures Begin and Finish on a full
+// store, each Begin evicting the finished operation that finished first,
+// behind half the capacity of pending operations that eviction must not
+// scan: the cost must not grow with MaxOperations.
+func BenchmarkMemoryKeyStoreAtCapacity(b *testing.B) {
+	for _, limit := range []int{1_000, 100_000} {
+		b.Run(fmt.Sprint(limit), func(b *testing.B) {
+			ctx := context.Background()
+			fp := fingerprint("POST", "https://api.test/", "")
+			s := &MemoryKeyStore{MaxOperations: limit}
+			for i := range limit {
+				op := fmt.Sprint("op-", i)
+				s.Begin(ctx, op, fp, "k")
+				if i >= limit/2 {
+					s.Finish(ctx, op, "k", 201)
+				}
+			}
+			names := make([]string, 1<<16) // more than the finished operations kept: a name recurs only once evicted
+			for i := range names {
+				names[i] = fmt.Sprint("new-", i)
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				op := names[i%len(names)]
+				i++
+				if _, err := s.Begin(ctx, op, fp, "k"); err != nil {
+					b.Fatal(err)
+				}
+				s.Finish(ctx, op, "k", 201)
+			}
+		})
 	}
 }
 

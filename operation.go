@@ -64,8 +64,8 @@ var ErrOperationDone = errors.New("saferetry: operation already completed")
 
 // OperationError is the error KeyInjector returns, before sending
 // anything, when a named operation cannot be sent: its KeyStore failed or
-// refused it (errors.Is matches ErrFingerprintMismatch or
-// ErrOperationDone), or its body cannot be fingerprinted (errors.Is
+// refused it (errors.Is matches ErrFingerprintMismatch, ErrOperationDone
+// or ErrKeyStoreFull), or its body cannot be fingerprinted (errors.Is
 // matches ErrBodyNotReplayable).
 type OperationError struct {
 	Operation string // the operation's name
