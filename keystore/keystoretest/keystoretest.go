@@ -18,6 +18,9 @@ import (
 
 // Run checks the store open returns, in subtests; open is called once per
 // subtest and must return an empty store (closed by open's own Cleanup).
+// Among them, operations whose names, URLs and bodies hold bytes that are
+// not UTF-8, NUL bytes and 64 KiB of text must be kept exactly: resumed,
+// listed and finished as themselves.
 // TTL expiry is left to each store's own tests: how to move a store's
 // clock is the store's business.
 func Run(t *testing.T, open func(t *testing.T) saferetry.KeyStore) {
