@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -23,6 +24,16 @@ const altKeyHeader = "X-Idempotency-Key"
 // is the tightest among the common APIs.
 const MaxKeyLength = 255
 
+// finishTimeout bounds KeyStore.Finish, which runs after the final
+// response arrived and before it is handed to the caller. A store that
+// stalls (an unreachable Redis, a SQLite file another process keeps
+// locked) must not hold a response the caller is waiting for: after
+// finishTimeout the operation is left pending, which is safe (sending it
+// again reuses its key, and the server deduplicates). One second is far
+// above a healthy store's Finish (a round trip, an fsync) and short next
+// to what a caller waiting for an answer tolerates.
+const finishTimeout = time.Second
+
 // ErrInvalidKey is wrapped by the error KeyInjector returns when its key
 // function produced a key that cannot be sent.
 var ErrInvalidKey = errors.New("saferetry: invalid idempotency key")
@@ -37,12 +48,20 @@ var ErrInvalidKey = errors.New("saferetry: invalid idempotency key")
 // A request that names an operation (WithOperation) gets its key from
 // Store instead: the key recorded for the operation, or a fresh one the
 // store records before the request is sent. Once the response is final (a
-// 2xx, or a 4xx other than 408, 409, 429 and 413 with a Retry-After), the
-// operation is finished in the store; after an error or any other status
-// it stays pending, and sending it again, from this process or another
-// sharing a durable store, sends the same key. A named request the store
-// refuses is not sent: RoundTrip closes its body and returns an
-// *OperationError. Requests that name no operation never touch the store.
+// 2xx, a 303 See Other, or a 4xx other than 408, 409, 429 and 413 with a
+// Retry-After), the operation is finished in the store; after an error or
+// any other status it stays pending, and sending it again, from this
+// process or another sharing a durable store, sends the same key. A named
+// request the store refuses is not sent: RoundTrip closes its body and
+// returns an *OperationError. Requests that name no operation never touch
+// the store.
+//
+// Store.Begin runs with the request's context, before anything is sent.
+// Store.Finish runs after the final response arrived, before RoundTrip
+// returns it, with a context detached from the request's cancellation and
+// bounded by a timeout of its own, one second: a store that stalls holds
+// a response back that long at most, and the operation stays pending.
+// Stores must honour their context's deadline for these bounds to hold.
 //
 // A key makes retrying a write safe only when the server deduplicates by
 // it; for an API that ignores the key, configure no key methods.
@@ -70,9 +89,9 @@ type KeyInjector struct {
 	// Stripe and most deployed APIs expect.
 	Quoted bool
 	// Store records the keys of named operations. Nil means a
-	// MemoryKeyStore of the injector's own, with DefaultOperationTTL,
-	// which survives no restart; the keystore module has SQLite and Redis
-	// stores that do.
+	// MemoryKeyStore of the injector's own, with its defaults (24 hours,
+	// 100,000 operations), which survives no restart; the keystore module
+	// has SQLite and Redis stores that do.
 	Store KeyStore
 
 	base   lazyBase
@@ -109,12 +128,22 @@ func (k *KeyInjector) roundTripOperation(base http.RoundTripper, req *http.Reque
 	}
 	resp, err := base.RoundTrip(k.withKey(req, key))
 	if err == nil && finalStatus(resp) {
-		// A failed Finish leaves the operation pending. That is safe:
-		// sending it again sends the same key, which the server
-		// deduplicates; so the response is not withheld for it.
-		_ = k.store().Finish(context.WithoutCancel(req.Context()), op, key, resp.StatusCode)
+		k.finishOperation(req.Context(), op, key, resp.StatusCode)
 	}
 	return resp, err
+}
+
+// finishOperation marks op done in the store, synchronously, within
+// finishTimeout. The context keeps ctx's values but not its cancellation:
+// a caller who cancels the moment the answer is in must not cost the
+// operation its done mark. A failed or timed-out Finish leaves the
+// operation pending. That is safe: sending it again sends the same key,
+// which the server deduplicates; so the response is not withheld for it,
+// and nothing is left running behind the request.
+func (k *KeyInjector) finishOperation(ctx context.Context, op, key string, status int) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	defer cancel()
+	_ = k.store().Finish(ctx, op, key, status)
 }
 
 // beginOperation fingerprints req and returns the key recorded for op,

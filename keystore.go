@@ -1,9 +1,9 @@
 package saferetry
 
 import (
-	"cmp"
 	"context"
-	"slices"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -19,8 +19,19 @@ const DefaultOperationTTL = 24 * time.Hour
 // or in the next one, carries the same key. KeyInjector consults it only
 // for requests that name an operation and would otherwise get a fresh key.
 //
+// A store must keep what it is given exactly: an operation's name is any
+// string, bytes that are not UTF-8, NUL bytes and tens of KiB included (a
+// store that encodes names as text must encode them losslessly, or keep
+// them in a binary-safe field); a key is visible ASCII of at most
+// MaxKeyLength bytes (KeyInjector checks it); a Fingerprint's text form
+// (MarshalText) is ASCII. Package keystoretest in the keystore module
+// checks a store against this contract, hostile names included.
+//
 // Implementations must be safe for concurrent use, by several goroutines
-// and, for a durable store, by several processes sharing it.
+// and, for a durable store, by several processes sharing it, and must
+// return soon after their context is done (a deadline included): every
+// call is on the path of a request, and KeyInjector runs them
+// synchronously, leaving nothing behind the request.
 type KeyStore interface {
 	// Begin returns the key to send for operation op, about to be sent
 	// as the request fingerprinted fp. An operation the store does not
@@ -30,14 +41,24 @@ type KeyStore interface {
 	// OperationRecord.Resume does: its key if fp matches and it is still
 	// pending, otherwise an error wrapping ErrFingerprintMismatch or
 	// ErrOperationDone. Operations older than the store's TTL are
-	// forgotten: Begin records them anew.
+	// forgotten: Begin records them anew. A store that cannot record a
+	// new operation returns an error, and nothing is sent (a
+	// MemoryKeyStore full of pending operations: ErrKeyStoreFull).
 	Begin(ctx context.Context, op string, fp Fingerprint, key string) (string, error)
 	// Finish records that the operation sent with key reached a final
-	// outcome, status: a 2xx, or a 4xx that sending again cannot change.
-	// It does nothing if op is not recorded with that key (it expired, or
-	// was begun anew since). A finished operation is no longer pending;
-	// the store remembers it until its TTL so that a late repeat is
-	// refused with ErrOperationDone.
+	// outcome, status: a 2xx, a 303, or a 4xx that sending again cannot
+	// change. It does nothing if op is not recorded with that key (it
+	// expired, or was begun anew since). A finished operation is no
+	// longer pending; the store remembers it until its TTL (a
+	// MemoryKeyStore at capacity may forget it sooner) so that a late
+	// repeat is refused with ErrOperationDone.
+	//
+	// KeyInjector calls Finish before it hands the response to the
+	// caller, with a context that ignores the caller's cancellation but
+	// has a deadline of its own, about a second away: a Finish that cannot
+	// complete by then must give up and return, leaving the operation
+	// pending (sending it again reuses its key). An error is not reported
+	// to the caller, for the same reason.
 	Finish(ctx context.Context, op, key string, status int) error
 	// Pending lists the operations begun but not finished, oldest first:
 	// after a restart, the writes whose outcome is unknown, for a daemon
@@ -45,39 +66,72 @@ type KeyStore interface {
 	Pending(ctx context.Context) ([]OperationRecord, error)
 }
 
+// ErrKeyStoreFull is returned, wrapped in an *OperationError, for a named
+// request that a MemoryKeyStore cannot record: it holds MaxOperations
+// operations, every one of them pending, and forgets none of them (each
+// may be a write whose outcome is unknown). Nothing was sent. Send the
+// pending operations until their answers are final, raise MaxOperations,
+// or use a durable store.
+var ErrKeyStoreFull = errors.New("saferetry: key store full of pending operations")
+
+// defaultMaxOperations is MaxOperations when it is zero.
+const defaultMaxOperations = 100_000
+
 // MemoryKeyStore is a KeyStore in memory. It keeps an operation's key for
-// as long as the process lives and at most its TTL, so it survives no
+// as long as the process lives, and at most its TTL, so it survives no
 // restart: it is what a KeyInjector uses for named operations when it was
-// given no store, and a reference for tests. Expired operations are
-// pruned as the store is used, in constant time per operation.
+// given no store, and a reference for tests.
 //
-// The zero value is usable, with DefaultOperationTTL. Safe for concurrent
-// use.
+// It keeps at most MaxOperations operations, so that its memory does not
+// grow with the request rate times the TTL. When a new operation finds it
+// full, it forgets finished operations, the one that finished first
+// first. A rerun of a forgotten operation is a new operation: it is sent
+// with a new key, where one still remembered would be refused with
+// ErrOperationDone. A pending operation is never forgotten before its
+// TTL: a store full of pending operations refuses new ones with
+// ErrKeyStoreFull. Expiry and eviction take constant time per operation.
+//
+// Each operation costs about 285 bytes with a 20-byte name and a UUID key
+// (measured on 64-bit Linux; a longer name costs its length more), so a
+// full store at the default MaxOperations holds about 28 MB.
+//
+// The zero value is usable, with the defaults. Set the fields before the
+// store is first used. Safe for concurrent use.
 type MemoryKeyStore struct {
-	ttl time.Duration
+	// TTL is how long an operation is remembered after it began,
+	// finished or not. Zero means DefaultOperationTTL.
+	TTL time.Duration
+	// MaxOperations is how many operations, pending and finished, the
+	// store remembers at most. Zero means 100,000.
+	MaxOperations int
 
 	mu  sync.Mutex
-	ops map[string]OperationRecord
-	// order lists operations by creation time, which, the TTL being the
-	// same for all, is also their order of expiry.
-	order []memoryEntry
+	ops map[string]*memoryRecord
+	// lists holds the records in two orders: byAge lists every record,
+	// oldest first, which (the TTL being the same for all) is the order
+	// they expire in; byFinish lists the finished ones in the order they
+	// finished, the order they are evicted in.
+	lists [2]memoryList
 }
 
-// memoryEntry names the record created at created; the record may have
-// been replaced since, by a newer one of the same name.
-type memoryEntry struct {
-	op      string
-	created time.Time
+// The orders of MemoryKeyStore.lists.
+const (
+	byAge = iota
+	byFinish
+)
+
+// memoryRecord is one operation, linked into the store's lists (into
+// byFinish once it is done).
+type memoryRecord struct {
+	OperationRecord
+	links [2]struct{ prev, next *memoryRecord }
 }
+
+// memoryList is a doubly linked list of records, threaded through their
+// links, so that a record leaves any list in constant time.
+type memoryList struct{ head, tail *memoryRecord }
 
 var _ KeyStore = (*MemoryKeyStore)(nil)
-
-// NewMemoryKeyStore returns an empty store that forgets each operation ttl
-// after it began, finished or not. A ttl of zero or less means
-// DefaultOperationTTL.
-func NewMemoryKeyStore(ttl time.Duration) *MemoryKeyStore {
-	return &MemoryKeyStore{ttl: ttl}
-}
 
 // Begin implements KeyStore.
 func (s *MemoryKeyStore) Begin(ctx context.Context, op string, fp Fingerprint, key string) (string, error) {
@@ -87,15 +141,23 @@ func (s *MemoryKeyStore) Begin(ctx context.Context, op string, fp Fingerprint, k
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.prune(now)
+	s.expire(now)
 	if rec, ok := s.ops[op]; ok {
 		return rec.Resume(fp)
 	}
-	if s.ops == nil {
-		s.ops = make(map[string]OperationRecord)
+	for limit := s.limit(); len(s.ops) >= limit; {
+		oldest := s.lists[byFinish].head
+		if oldest == nil {
+			return "", fmt.Errorf("%w (MaxOperations %d)", ErrKeyStoreFull, limit)
+		}
+		s.forget(oldest)
 	}
-	s.ops[op] = OperationRecord{Operation: op, Key: key, Fingerprint: fp, Created: now}
-	s.order = append(s.order, memoryEntry{op: op, created: now})
+	if s.ops == nil {
+		s.ops = make(map[string]*memoryRecord)
+	}
+	rec := &memoryRecord{OperationRecord: OperationRecord{Operation: op, Key: key, Fingerprint: fp, Created: now}}
+	s.ops[op] = rec
+	s.push(byAge, rec)
 	return key, nil
 }
 
@@ -103,11 +165,15 @@ func (s *MemoryKeyStore) Begin(ctx context.Context, op string, fp Fingerprint, k
 func (s *MemoryKeyStore) Finish(ctx context.Context, op, key string, status int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.prune(time.Now())
-	if rec, ok := s.ops[op]; ok && rec.Key == key {
-		rec.Status = status
-		s.ops[op] = rec
+	s.expire(time.Now())
+	rec, ok := s.ops[op]
+	if !ok || rec.Key != key || status == 0 { // status 0 would read as pending
+		return nil
 	}
+	if !rec.Done() {
+		s.push(byFinish, rec)
+	}
+	rec.Status = status
 	return nil
 }
 
@@ -117,45 +183,73 @@ func (s *MemoryKeyStore) Pending(ctx context.Context) ([]OperationRecord, error)
 		return nil, err
 	}
 	s.mu.Lock()
-	s.prune(time.Now())
+	defer s.mu.Unlock()
+	s.expire(time.Now())
 	var pending []OperationRecord
-	for _, rec := range s.ops {
-		if !rec.Done() {
-			pending = append(pending, rec)
+	for r := s.lists[byAge].head; r != nil; r = r.links[byAge].next {
+		if !r.Done() {
+			pending = append(pending, r.OperationRecord)
 		}
 	}
-	s.mu.Unlock()
-	slices.SortFunc(pending, func(a, b OperationRecord) int {
-		if c := a.Created.Compare(b.Created); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Operation, b.Operation)
-	})
 	return pending, nil
 }
 
-func (s *MemoryKeyStore) lifetime() time.Duration {
-	if s.ttl <= 0 {
+func (s *MemoryKeyStore) ttl() time.Duration {
+	if s.TTL <= 0 {
 		return DefaultOperationTTL
 	}
-	return s.ttl
+	return s.TTL
 }
 
-// prune forgets the operations whose TTL has run out by now. s.mu is held.
-func (s *MemoryKeyStore) prune(now time.Time) {
-	ttl := s.lifetime()
-	n := 0
-	for ; n < len(s.order); n++ {
-		e := s.order[n]
-		if now.Sub(e.created) < ttl {
-			break
-		}
-		if rec, ok := s.ops[e.op]; ok && rec.Created.Equal(e.created) {
-			delete(s.ops, e.op)
-		}
-		s.order[n] = memoryEntry{} // release the name
+func (s *MemoryKeyStore) limit() int {
+	if s.MaxOperations <= 0 {
+		return defaultMaxOperations
 	}
-	if n > 0 {
-		s.order = s.order[n:]
+	return s.MaxOperations
+}
+
+// expire forgets the operations whose TTL has run out by now, oldest
+// first. s.mu is held.
+func (s *MemoryKeyStore) expire(now time.Time) {
+	ttl := s.ttl()
+	for r := s.lists[byAge].head; r != nil && now.Sub(r.Created) >= ttl; r = s.lists[byAge].head {
+		s.forget(r)
 	}
+}
+
+// forget removes r from the store. s.mu is held.
+func (s *MemoryKeyStore) forget(r *memoryRecord) {
+	delete(s.ops, r.Operation)
+	s.unlink(byAge, r)
+	if r.Done() {
+		s.unlink(byFinish, r)
+	}
+}
+
+// push appends r to list l. s.mu is held.
+func (s *MemoryKeyStore) push(l int, r *memoryRecord) {
+	list := &s.lists[l]
+	r.links[l].prev, r.links[l].next = list.tail, nil
+	if list.tail != nil {
+		list.tail.links[l].next = r
+	} else {
+		list.head = r
+	}
+	list.tail = r
+}
+
+// unlink removes r from list l. s.mu is held.
+func (s *MemoryKeyStore) unlink(l int, r *memoryRecord) {
+	list, link := &s.lists[l], &r.links[l]
+	if link.prev != nil {
+		link.prev.links[l].next = link.next
+	} else {
+		list.head = link.next
+	}
+	if link.next != nil {
+		link.next.links[l].prev = link.prev
+	} else {
+		list.tail = link.prev
+	}
+	link.prev, link.next = nil, nil
 }

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,7 +74,7 @@ func TestOperationContext(t *testing.T) {
 // after a restart: the second sends the operation with the first's key.
 func TestNamedOperationKeepsItsKeyAcrossStacks(t *testing.T) {
 	srv := newRecordingServer(t, http.StatusServiceUnavailable, http.StatusCreated)
-	store := NewMemoryKeyStore(time.Hour)
+	store := &MemoryKeyStore{TTL: time.Hour}
 	send := func(body string) (*http.Response, error) {
 		stack := New(nil, WithKeyStore(store), WithMaxRetries(0))
 		defer stack.CloseIdleConnections()
@@ -95,7 +98,7 @@ func TestNamedOperationKeepsItsKeyAcrossStacks(t *testing.T) {
 	if pending[0].Key != first {
 		t.Fatalf("pending key %q, sent %q", pending[0].Key, first)
 	}
-	if want := (Fingerprint{Method: "POST", URL: srv.URL, BodySHA256: sha256.Sum256([]byte(`{"amount":4200}`))}); pending[0].Fingerprint != want {
+	if want := fingerprint("POST", srv.URL, `{"amount":4200}`); pending[0].Fingerprint != want {
 		t.Fatalf("fingerprint %v, want %v", pending[0].Fingerprint, want)
 	}
 
@@ -126,11 +129,13 @@ func TestNamedOperationRefusesAnotherRequest(t *testing.T) {
 	tests := []struct {
 		name, method, url, body string
 		finishFirst             bool
+		says                    string // how the error tells what differs
 	}{
-		{name: "other body", method: "POST", url: url, body: `{"amount":1}`},
-		{name: "other URL", method: "POST", url: url + "?x=1", body: `{"amount":4200}`},
-		{name: "other method", method: "PATCH", url: url, body: `{"amount":4200}`},
-		{name: "other body of a done operation", method: "POST", url: url, body: `{"amount":1}`, finishFirst: true},
+		{name: "other body", method: "POST", url: url, body: `{"amount":1}`, says: "begun with a different body"},
+		{name: "other URL", method: "POST", url: url + "?x=1", body: `{"amount":4200}`, says: "begun with a different URL"},
+		{name: "other method", method: "PATCH", url: url, body: `{"amount":4200}`, says: "begun with method POST, now PATCH"},
+		{name: "other body of a done operation", method: "POST", url: url, body: `{"amount":1}`, finishFirst: true, says: "a different body"},
+		{name: "other everything", method: "PATCH", url: url + "?x=1", body: `{"amount":1}`, says: "begun with method POST, now PATCH; a different URL; a different body"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -157,8 +162,9 @@ func TestNamedOperationRefusesAnotherRequest(t *testing.T) {
 			if sent != 1 || body.closed != 1 {
 				t.Fatalf("sent %d requests, body closed %d times; want 1 and 1", sent, body.closed)
 			}
-			if !strings.Contains(err.Error(), `operation "op"`) || strings.Contains(err.Error(), "saferetry: saferetry") {
-				t.Fatalf("unclear message: %v", err)
+			if msg := err.Error(); !strings.Contains(msg, `operation "op"`) || strings.Contains(msg, "saferetry: saferetry") ||
+				!strings.Contains(msg, tt.says) || strings.Contains(msg, "sha256") {
+				t.Fatalf("unclear message: %v; want it to say %q, without digests", err, tt.says)
 			}
 		})
 	}
@@ -186,8 +192,11 @@ func TestNamedOperationFinishesOnFinalOutcomes(t *testing.T) {
 		{status: 500},
 		{status: 502},
 		{status: 503},
+		{status: 303, finished: true},
+		{status: 301},
 		{status: 302},
 		{status: 307},
+		{status: 308},
 		{err: errors.New("connection reset")},
 	}
 	for _, tt := range tests {
@@ -215,13 +224,129 @@ func TestNamedOperationFinishesOnFinalOutcomes(t *testing.T) {
 	}
 }
 
+// stallingStore is a store whose Finish blocks until its context is done
+// (or, if the context never ends, an hour passes): a Redis that stopped
+// answering, a SQLite file another process keeps locked.
+type stallingStore struct {
+	MemoryKeyStore
+	finishErr error // what the last Finish's context ended with
+}
+
+func (s *stallingStore) Finish(ctx context.Context, op, key string, status int) error {
+	select {
+	case <-ctx.Done():
+		s.finishErr = context.Cause(ctx)
+		return s.finishErr
+	case <-time.After(time.Hour):
+		return s.MemoryKeyStore.Finish(ctx, op, key, status)
+	}
+}
+
+// A store that stalls in Finish holds a final response back for
+// finishTimeout at most, whatever the caller's deadline, and leaves the
+// operation pending (safe: the next send reuses its key).
+func TestStalledFinishDoesNotHoldTheResponse(t *testing.T) {
+	for _, deadline := range []time.Duration{0, 300 * time.Millisecond, time.Minute} {
+		t.Run(fmt.Sprint("caller deadline ", deadline), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				store := &stallingStore{}
+				k := &KeyInjector{Store: store, Base: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+					return &http.Response{StatusCode: http.StatusCreated, Body: http.NoBody, Request: r}, nil
+				})}
+				ctx := context.Background()
+				if deadline > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, deadline)
+					defer cancel()
+				}
+				start := time.Now()
+				resp, err := k.RoundTrip(namedPost(t, ctx, "http://api.test/", "op", "x"))
+				if err != nil || resp.StatusCode != http.StatusCreated {
+					t.Fatalf("%v, %v; want the 201", resp, err)
+				}
+				if held := time.Since(start); held != finishTimeout {
+					t.Fatalf("the response was held %v; want finishTimeout, %v", held, finishTimeout)
+				}
+				if !errors.Is(store.finishErr, context.DeadlineExceeded) {
+					t.Fatalf("Finish's context ended with %v; want its own deadline", store.finishErr)
+				}
+				if p, _ := store.Pending(context.Background()); len(p) != 1 {
+					t.Fatalf("pending %+v; a Finish that timed out leaves the operation pending", p)
+				}
+			})
+		})
+	}
+}
+
+// Begin runs before anything is sent, under the caller's context: a store
+// that stalls there costs the caller its deadline, no more, and nothing
+// is sent.
+func TestStalledBeginEndsAtTheCallersDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sent := false
+		k := &KeyInjector{Store: stallingBegin{}, Base: roundTripperFunc(func(*http.Request) (*http.Response, error) {
+			sent = true
+			return nil, errors.New("sent")
+		})}
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		_, err := k.RoundTrip(namedPost(t, ctx, "http://api.test/", "op", "x"))
+		var opErr *OperationError
+		if !errors.As(err, &opErr) || !errors.Is(err, context.DeadlineExceeded) || sent {
+			t.Fatalf("err %v, sent %v; want an *OperationError at the deadline, nothing sent", err, sent)
+		}
+		if waited := time.Since(start); waited != 300*time.Millisecond {
+			t.Fatalf("Begin held the caller %v past a 300ms deadline", waited)
+		}
+	})
+}
+
+// stallingBegin is a store whose Begin blocks until its context is done.
+type stallingBegin struct{ KeyStore }
+
+func (stallingBegin) Begin(ctx context.Context, _ string, _ Fingerprint, _ string) (string, error) {
+	<-ctx.Done()
+	return "", ctx.Err()
+}
+
+// A caller that gives up as soon as the answer is in does not cost the
+// operation its done mark: Finish is detached from the caller's
+// cancellation.
+func TestFinishSurvivesTheCallersCancellation(t *testing.T) {
+	store := &ctxCheckingStore{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	k := &KeyInjector{Store: store, Base: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		cancel() // the caller cancels the moment the answer arrives
+		return &http.Response{StatusCode: http.StatusCreated, Body: http.NoBody, Request: r}, nil
+	})}
+	if _, err := k.RoundTrip(namedPost(t, ctx, "http://api.test/", "op", "x")); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := store.Pending(context.Background()); len(p) != 0 {
+		t.Fatalf("pending %+v; the caller's cancellation must not stop Finish", p)
+	}
+}
+
+// ctxCheckingStore fails Finish when its context is already done, as a
+// store doing I/O would.
+type ctxCheckingStore struct{ MemoryKeyStore }
+
+func (s *ctxCheckingStore) Finish(ctx context.Context, op, key string, status int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.MemoryKeyStore.Finish(ctx, op, key, status)
+}
+
 // A done operation is kept, so that a late repeat is refused rather than
 // sent under a new key, until its TTL; then it is forgotten and pruned.
 func TestMemoryKeyStoreTTL(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		s := NewMemoryKeyStore(time.Hour)
-		fp := Fingerprint{Method: "POST", URL: "http://api.test/"}
+		s := &MemoryKeyStore{TTL: time.Hour}
+		fp := fingerprint("POST", "http://api.test/", "")
 		if k, err := s.Begin(ctx, "pending", fp, "k1"); k != "k1" || err != nil {
 			t.Fatalf("%q, %v", k, err)
 		}
@@ -253,19 +378,184 @@ func TestMemoryKeyStoreTTL(t *testing.T) {
 		if p, _ := s.Pending(ctx); len(p) != 0 {
 			t.Fatalf("expired operations listed: %+v", p)
 		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if len(s.ops) != 0 || len(s.order) != 0 {
-			t.Fatalf("expired entries kept: %d records, %d queued", len(s.ops), len(s.order))
+		if n := s.size(); n != 0 {
+			t.Fatalf("%d expired operations kept", n)
 		}
 	})
+}
+
+// At capacity, a new operation evicts the finished operation that finished
+// first; a rerun of an evicted operation is a new operation, with a new
+// key; pending operations are never evicted: with only those, Begin
+// refuses new ones with ErrKeyStoreFull, and still resumes known ones.
+func TestMemoryKeyStoreCapacity(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		s := &MemoryKeyStore{MaxOperations: 3}
+		fp := fingerprint("POST", "http://api.test/", "")
+		begin := func(op, candidate string) (string, error) {
+			t.Helper()
+			time.Sleep(time.Second) // distinct creation times
+			key, err := s.Begin(ctx, op, fp, candidate)
+			if n := s.size(); n > 3 {
+				t.Fatalf("%d operations kept, MaxOperations is 3", n)
+			}
+			return key, err
+		}
+		for _, op := range []string{"a", "b", "c"} {
+			begin(op, op+"1")
+		}
+		s.Finish(ctx, "b", "b1", 201)
+		s.Finish(ctx, "a", "a1", 201)
+		if key, err := begin("d", "d1"); key != "d1" || err != nil {
+			t.Fatalf("d at capacity: %q, %v; want b (finished first) evicted for it", key, err)
+		}
+		if _, err := begin("a", "a2"); !errors.Is(err, ErrOperationDone) {
+			t.Fatalf("a: %v; want it still known, and done", err)
+		}
+		if key, err := begin("b", "b2"); key != "b2" || err != nil {
+			t.Fatalf("b, evicted: %q, %v; want it begun anew with a new key (evicting a)", key, err)
+		}
+		_, err := begin("e", "e1")
+		if !errors.Is(err, ErrKeyStoreFull) || !strings.Contains(err.Error(), "3") {
+			t.Fatalf("e with 3 pending: %v; want ErrKeyStoreFull naming the capacity", err)
+		}
+		if key, err := begin("c", "c2"); key != "c1" || err != nil {
+			t.Fatalf("c, pending, at capacity: %q, %v; want it resumed", key, err)
+		}
+		var names []string
+		p, _ := s.Pending(ctx)
+		for _, r := range p {
+			names = append(names, r.Operation+"="+r.Key)
+		}
+		if got := strings.Join(names, " "); got != "c=c1 d=d1 b=b2" {
+			t.Fatalf("pending %s; want c=c1 d=d1 b=b2, no pending operation forgotten", got)
+		}
+		s.Finish(ctx, "d", "d1", 200)
+		if key, err := begin("e", "e2"); key != "e2" || err != nil {
+			t.Fatalf("e once d finished: %q, %v", key, err)
+		}
+	})
+}
+
+// The memory a full MemoryKeyStore holds, per operation, with 20-byte
+// names and UUID keys: the figure MemoryKeyStore's documentation gives
+// (about 285 bytes), checked against a loose bound.
+func TestMemoryKeyStoreCost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills a store of 100,000 operations")
+	}
+	const n = defaultMaxOperations
+	ctx := context.Background()
+	fp := fingerprint("POST", "https://api.test/v1/charges", "{}")
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	s := &MemoryKeyStore{}
+	for i := range n {
+		if _, err := s.Begin(ctx, fmt.Sprintf("charge/order-%07d", i), fp, newUUID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perOp := float64(after.HeapAlloc-before.HeapAlloc) / n
+	t.Logf("%d operations: %.0f bytes each, %.1f MB in all", n, perOp, perOp*n/1e6)
+	if perOp > 400 {
+		t.Errorf("%.0f bytes per operation; the documentation says about 285", perOp)
+	}
+	if _, err := s.Begin(ctx, "one more", fp, newUUID()); !errors.Is(err, ErrKeyStoreFull) {
+		t.Fatalf("one more than the default MaxOperations: %v; want ErrKeyStoreFull", err)
+	}
+	runtime.KeepAlive(s)
+}
+
+// Expiry frees room as eviction does, pending operations included.
+func TestMemoryKeyStoreTTLFreesCapacity(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		s := &MemoryKeyStore{TTL: time.Hour, MaxOperations: 1}
+		fp := fingerprint("POST", "http://api.test/", "")
+		s.Begin(ctx, "a", fp, "a1")
+		if _, err := s.Begin(ctx, "b", fp, "b1"); !errors.Is(err, ErrKeyStoreFull) {
+			t.Fatalf("b: %v; want ErrKeyStoreFull", err)
+		}
+		time.Sleep(time.Hour)
+		if key, err := s.Begin(ctx, "b", fp, "b1"); key != "b1" || err != nil {
+			t.Fatalf("b once a expired: %q, %v", key, err)
+		}
+		if n := s.size(); n != 1 {
+			t.Fatalf("%d operations kept, want 1", n)
+		}
+	})
+}
+
+// A store full of pending operations refuses a new one end to end: the
+// caller gets an *OperationError wrapping ErrKeyStoreFull, nothing is
+// sent, the body is closed.
+func TestKeyStoreFullSendsNothing(t *testing.T) {
+	srv := newRecordingServer(t, http.StatusServiceUnavailable, http.StatusServiceUnavailable, http.StatusCreated)
+	stack := New(nil, WithKeyStore(&MemoryKeyStore{MaxOperations: 2}), WithMaxRetries(0))
+	defer stack.CloseIdleConnections()
+	for _, op := range []string{"a", "b"} {
+		resp, err := stack.RoundTrip(namedPost(t, context.Background(), srv.URL, op, op))
+		if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("%s: %v, %v", op, resp, err)
+		}
+		resp.Body.Close()
+	}
+	closed := 0
+	req := namedPost(t, context.Background(), srv.URL, "c", "c")
+	req.Body = opBodyCloser{req.Body, &closed}
+	_, err := stack.RoundTrip(req)
+	var opErr *OperationError
+	if !errors.Is(err, ErrKeyStoreFull) || !errors.As(err, &opErr) || opErr.Operation != "c" {
+		t.Fatalf("err %v; want an *OperationError for c wrapping ErrKeyStoreFull", err)
+	}
+	if n := len(srv.received()); n != 2 || closed != 1 {
+		t.Fatalf("%d requests reached the server, body closed %d times; want 2 and 1", n, closed)
+	}
+}
+
+// size is how many operations s keeps. It panics if its lists do not
+// hold each of them exactly once (byFinish: the finished ones), linked
+// both ways.
+func (s *MemoryKeyStore) size() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for l, want := range [2]func(*memoryRecord) bool{
+		byAge:    func(*memoryRecord) bool { return true },
+		byFinish: (*memoryRecord).Done,
+	} {
+		seen := 0
+		var prev *memoryRecord
+		for r := s.lists[l].head; r != nil; prev, r = r, r.links[l].next {
+			if r.links[l].prev != prev || s.ops[r.Operation] != r || !want(r) {
+				panic(fmt.Sprintf("list %d: %q is misplaced", l, r.Operation))
+			}
+			seen++
+		}
+		if s.lists[l].tail != prev {
+			panic(fmt.Sprintf("list %d: tail is not the last record", l))
+		}
+		expected := 0
+		for _, r := range s.ops {
+			if want(r) {
+				expected++
+			}
+		}
+		if seen != expected {
+			panic(fmt.Sprintf("list %d holds %d records, want %d", l, seen, expected))
+		}
+	}
+	return len(s.ops)
 }
 
 func TestMemoryKeyStorePendingOldestFirst(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		var s MemoryKeyStore // the zero value is usable
-		fp := Fingerprint{Method: "POST", URL: "http://api.test/"}
+		fp := fingerprint("POST", "http://api.test/", "")
 		for _, op := range []string{"c", "a", "b", "done"} {
 			s.Begin(ctx, op, fp, "key-"+op)
 			time.Sleep(time.Second)
@@ -476,7 +766,7 @@ func TestNamedOperationFollowsRedirectWithItsKey(t *testing.T) {
 		w.WriteHeader(http.StatusCreated)
 	}))
 	defer srv.Close()
-	store := NewMemoryKeyStore(0)
+	store := &MemoryKeyStore{}
 	client := &http.Client{Transport: New(nil, WithKeyStore(store))}
 	defer client.CloseIdleConnections()
 	resp, err := client.Do(namedPost(t, context.Background(), srv.URL+"/old", "op", "x"))
@@ -489,6 +779,47 @@ func TestNamedOperationFollowsRedirectWithItsKey(t *testing.T) {
 	}
 	if p, _ := store.Pending(context.Background()); len(p) != 0 {
 		t.Fatalf("still pending after the redirect's 201: %+v", p)
+	}
+}
+
+// A 303 See Other answering a POST says the write was accepted and its
+// result is elsewhere: the operation is done, and the client's GET of the
+// result, which asks for no key, changes nothing.
+func TestNamedOperationDoneOnSeeOther(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		got = append(got, r.Method+" "+r.URL.Path)
+		mu.Unlock()
+		if r.Method == http.MethodPost {
+			http.Redirect(w, r, "/charges/ch_1", http.StatusSeeOther)
+			return
+		}
+		io.WriteString(w, "ch_1")
+	}))
+	defer srv.Close()
+	store := &MemoryKeyStore{}
+	client := &http.Client{Transport: New(nil, WithKeyStore(store))}
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(namedPost(t, context.Background(), srv.URL+"/charges", "charge/order-1001", "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(got) != 2 || got[1] != "GET /charges/ch_1" {
+		t.Fatalf("status %d, requests %q; want the 303 followed", resp.StatusCode, got)
+	}
+	if p, err := store.Pending(context.Background()); len(p) != 0 || err != nil {
+		t.Fatalf("pending after a 303: %+v, %v; want none", p, err)
+	}
+	_, err = client.Do(namedPost(t, context.Background(), srv.URL+"/charges", "charge/order-1001", "x"))
+	if !errors.Is(err, ErrOperationDone) || !strings.Contains(err.Error(), "303") {
+		t.Fatalf("rerun after a 303: %v; want ErrOperationDone with status 303", err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("the rerun was sent: %q", got)
 	}
 }
 
@@ -513,7 +844,7 @@ func TestNamedOperationsConcurrently(t *testing.T) {
 		}
 		return &http.Response{StatusCode: 201, Body: http.NoBody, Request: r}, nil
 	})
-	store := NewMemoryKeyStore(time.Hour)
+	store := &MemoryKeyStore{TTL: time.Hour}
 	stacks := []*Stack{
 		New(base, WithKeyStore(store), WithBackoff(0, 0), WithBudget(nil)),
 		New(base, WithKeyStore(store), WithBackoff(0, 0), WithBudget(nil)),
@@ -546,21 +877,82 @@ func TestNamedOperationsConcurrently(t *testing.T) {
 	}
 }
 
+// fingerprint is the fingerprint of a request with the given method, URL
+// (as url.URL.Redacted writes it) and body.
+func fingerprint(method, url, body string) Fingerprint {
+	return Fingerprint{Method: method, URLSHA256: sha256.Sum256([]byte(url)), BodySHA256: sha256.Sum256([]byte(body))}
+}
+
 func TestFingerprintText(t *testing.T) {
-	fp := Fingerprint{Method: "POST", URL: "https://user:xxxxx@api.test/a b?q=1 2", BodySHA256: sha256.Sum256([]byte("x"))}
-	text, _ := fp.MarshalText()
+	fp := fingerprint("POST", "https://api.test/charges?token=s3cr3t", "x")
+	text, err := fp.MarshalText()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "POST sha256:" + hex.EncodeToString(fp.URLSHA256[:]) + " sha256:" + hex.EncodeToString(fp.BodySHA256[:])
+	if string(text) != want || fp.String() != want {
+		t.Fatalf("text %q, String %q; want %q", text, fp, want)
+	}
 	var back Fingerprint
 	if err := back.UnmarshalText(text); err != nil || back != fp {
 		t.Fatalf("%s: %+v, %v", text, back, err)
 	}
-	for _, bad := range []string{"", "POST", "POST https://x", "POST https://x sha256:00", "POST https://x md5:" + strings.Repeat("0", 64), " x sha256:" + strings.Repeat("0", 64)} {
+	digest := "sha256:" + strings.Repeat("0", 64)
+	for _, bad := range []string{
+		"", "POST", "POST " + digest, "POST " + digest + " " + digest + " " + digest, " " + digest + " " + digest,
+		"P T " + digest + " " + digest, "POST https://api.test/ " + digest, // the form before the URL's digest
+		"POST " + digest + " sha256:00", "POST md5:" + strings.Repeat("0", 64) + " " + digest,
+		"POST " + digest + " sha256:" + strings.Repeat("g", 64),
+	} {
 		if err := back.UnmarshalText([]byte(bad)); err == nil {
 			t.Errorf("%q parsed", bad)
 		}
 	}
-	req, _ := http.NewRequest(http.MethodPost, "https://user:secret@api.test/", nil)
-	if fp, _ := fingerprintOf(req); strings.Contains(fp.String(), "secret") {
-		t.Fatalf("password kept in %s", fp)
+	if _, err := (Fingerprint{Method: "P T"}).MarshalText(); err == nil {
+		t.Error("a method that is not a token was marshalled")
+	}
+}
+
+// A fingerprint keeps every byte of the URL, through any encoding a store
+// uses, and none of its secrets: a URL with a byte that is not UTF-8 (which
+// url.Parse accepts) differs from the same URL with U+FFFD in its place,
+// as JSON would write it; a query-string token is not in the text; a
+// password is redacted before the digest.
+func TestFingerprintOfURLs(t *testing.T) {
+	of := func(url string) Fingerprint {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fp, err := fingerprintOf(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fp
+	}
+	latin1, replaced := of("https://api.test/search?q=caf\xe9"), of("https://api.test/search?q=caf\ufffd")
+	if latin1 == replaced {
+		t.Fatal("a URL's invalid UTF-8 and its U+FFFD replacement fingerprint alike")
+	}
+	for _, fp := range []Fingerprint{latin1, replaced} {
+		j, err := json.Marshal(fp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Fingerprint
+		if err := json.Unmarshal(j, &back); err != nil || back != fp {
+			t.Fatalf("through JSON %s: %v, %v; want %v", j, back, err, fp)
+		}
+	}
+	if fp := of("https://api.test/charges?token=s3cr3t"); strings.Contains(fp.String(), "s3cr3t") || strings.Contains(fp.String(), "api.test") {
+		t.Fatalf("URL text kept in %s", fp)
+	}
+	if of("https://user:one@api.test/") != of("https://user:two@api.test/") {
+		t.Fatal("the password counts in the fingerprint; it must be redacted first")
+	}
+	if of("https://api.test/a") == of("https://api.test/b") {
+		t.Fatal("two URLs fingerprint alike")
 	}
 }
 
@@ -579,7 +971,7 @@ func TestWithKeyStoreNilPanics(t *testing.T) {
 func TestUnnamedRequestsAllocateNothingMore(t *testing.T) {
 	resp := &http.Response{StatusCode: 200, Body: http.NoBody}
 	base := roundTripperFunc(func(*http.Request) (*http.Response, error) { return resp, nil })
-	k := &KeyInjector{Base: base, Store: NewMemoryKeyStore(0)}
+	k := &KeyInjector{Base: base, Store: &MemoryKeyStore{}}
 	post, _ := http.NewRequest(http.MethodPost, "http://api.test/", nil)
 	post.Header.Set("Content-Type", "application/json")
 	get, _ := http.NewRequest(http.MethodGet, "http://api.test/", nil)
@@ -599,6 +991,41 @@ func TestUnnamedRequestsAllocateNothingMore(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { k.RoundTrip(get) }); n != 0 {
 		t.Errorf("GET: %v allocations, want 0", n)
+	}
+}
+
+// BenchmarkMemoryKeyStoreAtCapacity measures Begin and Finish on a full
+// store, each Begin evicting the finished operation that finished first,
+// behind half the capacity of pending operations that eviction must not
+// scan: the cost must not grow with MaxOperations.
+func BenchmarkMemoryKeyStoreAtCapacity(b *testing.B) {
+	for _, limit := range []int{1_000, 100_000} {
+		b.Run(fmt.Sprint(limit), func(b *testing.B) {
+			ctx := context.Background()
+			fp := fingerprint("POST", "https://api.test/", "")
+			s := &MemoryKeyStore{MaxOperations: limit}
+			for i := range limit {
+				op := fmt.Sprint("op-", i)
+				s.Begin(ctx, op, fp, "k")
+				if i >= limit/2 {
+					s.Finish(ctx, op, "k", 201)
+				}
+			}
+			names := make([]string, 1<<16) // more than the finished operations kept: a name recurs only once evicted
+			for i := range names {
+				names[i] = fmt.Sprint("new-", i)
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				op := names[i%len(names)]
+				i++
+				if _, err := s.Begin(ctx, op, fp, "k"); err != nil {
+					b.Fatal(err)
+				}
+				s.Finish(ctx, op, "k", 201)
+			}
+		})
 	}
 }
 

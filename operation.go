@@ -1,7 +1,6 @@
 package saferetry
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -58,15 +57,15 @@ var ErrFingerprintMismatch = errors.New("saferetry: operation reused with a diff
 
 // ErrOperationDone is returned, wrapped in an *OperationError, for a
 // request whose operation already reached a final outcome: the server
-// answered it with a 2xx or a definitive 4xx. Nothing was sent. Sending it
+// answered it with a 2xx, a 303 or a definitive 4xx. Nothing was sent. Sending it
 // again under a new key could repeat a write that succeeded; to perform
 // the same write once more on purpose, name a new operation.
 var ErrOperationDone = errors.New("saferetry: operation already completed")
 
 // OperationError is the error KeyInjector returns, before sending
 // anything, when a named operation cannot be sent: its KeyStore failed or
-// refused it (errors.Is matches ErrFingerprintMismatch or
-// ErrOperationDone), or its body cannot be fingerprinted (errors.Is
+// refused it (errors.Is matches ErrFingerprintMismatch, ErrOperationDone
+// or ErrKeyStoreFull), or its body cannot be fingerprinted (errors.Is
 // matches ErrBodyNotReplayable).
 type OperationError struct {
 	Operation string // the operation's name
@@ -83,46 +82,93 @@ func (e *OperationError) Unwrap() error { return e.Err }
 
 // Fingerprint identifies the request a named operation stands for, so that
 // a store can refuse to give the operation's key to a different request.
-// It is comparable with ==.
+// It holds digests rather than the URL and body themselves: every byte of
+// them counts (a URL may carry bytes that are not UTF-8, which a store
+// encoding text could not keep), and no secret they carry (a token some
+// APIs take in the query string) is written to a store. It is comparable
+// with ==.
 type Fingerprint struct {
-	// Method is the request's method ("GET" when empty).
+	// Method is the request's method ("GET" when empty), a token of RFC
+	// 9110 (net/http sends no other).
 	Method string
-	// URL is the request's URL with any password redacted
-	// (url.URL.Redacted). Stores keep it: a URL carrying secrets in its
-	// query keeps them in the store.
-	URL string
+	// URLSHA256 is the SHA-256 digest of the request's URL with any
+	// password redacted (url.URL.Redacted), so that a request differing
+	// only in its password is the same request.
+	URLSHA256 [sha256.Size]byte
 	// BodySHA256 is the SHA-256 digest of the request's body (of no bytes
 	// when it has none).
 	BodySHA256 [sha256.Size]byte
 }
 
-// fingerprintDigestPrefix introduces the digest in a fingerprint's text.
+// fingerprintDigestPrefix introduces each digest in a fingerprint's text.
 const fingerprintDigestPrefix = "sha256:"
 
-// String returns the fingerprint's text form, "METHOD URL sha256:HEX".
+// fingerprintDigestText is the length of one digest in a fingerprint's
+// text, its prefix included.
+const fingerprintDigestText = len(fingerprintDigestPrefix) + 2*sha256.Size
+
+// String returns the fingerprint's text form,
+// "METHOD sha256:URLHEX sha256:BODYHEX": ASCII when the method is a token.
 func (f Fingerprint) String() string {
-	return f.Method + " " + f.URL + " " + fingerprintDigestPrefix + hex.EncodeToString(f.BodySHA256[:])
+	b := make([]byte, 0, len(f.Method)+2*(1+fingerprintDigestText))
+	b = append(b, f.Method...)
+	for _, digest := range [...]*[sha256.Size]byte{&f.URLSHA256, &f.BodySHA256} {
+		b = append(b, ' ')
+		b = append(b, fingerprintDigestPrefix...)
+		b = hex.AppendEncode(b, digest[:])
+	}
+	return string(b)
 }
 
 // MarshalText implements encoding.TextMarshaler with the String form, the
-// form stores persist.
-func (f Fingerprint) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
+// form stores persist. It fails if the method is not a token, which the
+// text could not hold unambiguously.
+func (f Fingerprint) MarshalText() ([]byte, error) {
+	if !isToken(f.Method) {
+		return nil, fmt.Errorf("saferetry: fingerprint method %q is not a token", f.Method)
+	}
+	return []byte(f.String()), nil
+}
 
 // UnmarshalText implements encoding.TextUnmarshaler; it parses what
 // MarshalText wrote.
 func (f *Fingerprint) UnmarshalText(text []byte) error {
-	s := string(text)
-	first, last := strings.IndexByte(s, ' '), strings.LastIndexByte(s, ' ')
-	if first <= 0 || last <= first {
-		return fmt.Errorf("saferetry: malformed fingerprint %q", s)
+	method, rest, _ := strings.Cut(string(text), " ")
+	urlDigest, bodyDigest, _ := strings.Cut(rest, " ")
+	var got Fingerprint
+	if !isToken(method) || !parseDigest(&got.URLSHA256, urlDigest) || !parseDigest(&got.BodySHA256, bodyDigest) {
+		return fmt.Errorf("saferetry: malformed fingerprint %q", text)
 	}
-	digest, ok := strings.CutPrefix(s[last+1:], fingerprintDigestPrefix)
-	var sum [sha256.Size]byte
-	if n, err := hex.Decode(sum[:], []byte(digest)); !ok || err != nil || n != len(sum) || len(digest) != 2*len(sum) {
-		return fmt.Errorf("saferetry: malformed fingerprint digest in %q", s)
-	}
-	*f = Fingerprint{Method: s[:first], URL: s[first+1 : last], BodySHA256: sum}
+	got.Method = method
+	*f = got
 	return nil
+}
+
+// parseDigest decodes "sha256:HEX" into sum, and reports whether it could.
+func parseDigest(sum *[sha256.Size]byte, text string) bool {
+	digest, ok := strings.CutPrefix(text, fingerprintDigestPrefix)
+	if !ok || len(digest) != 2*sha256.Size {
+		return false
+	}
+	_, err := hex.Decode(sum[:], []byte(digest))
+	return err == nil
+}
+
+// isToken reports whether s is a token (RFC 9110 §5.6.2), as a method is.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // emptyBodySHA256 is the digest of no bytes.
@@ -154,9 +200,11 @@ func fingerprintOf(req *http.Request) (Fingerprint, error) {
 	if fp.Method == "" {
 		fp.Method = http.MethodGet
 	}
+	var url string
 	if first.URL != nil {
-		fp.URL = first.URL.Redacted()
+		url = first.URL.Redacted()
 	}
+	fp.URLSHA256 = sha256.Sum256([]byte(url))
 	if req.Body == nil || req.Body == http.NoBody {
 		fp.BodySHA256 = emptyBodySHA256
 		return fp, nil
@@ -192,14 +240,17 @@ func fingerprintOf(req *http.Request) (Fingerprint, error) {
 type onlyReader struct{ io.Reader }
 
 // finalStatus reports whether a response ends its operation: a success,
-// or a client error that sending again cannot change. 408, 409 (the same
-// key still in progress), 429 and 413 with a Retry-After ask the client to
-// come back, and every other status (1xx, 3xx, 5xx) leaves the outcome
-// open, so those operations stay pending.
+// a 303 See Other (RFC 9110 §15.4.4: the write was accepted, its result is
+// at another URI, fetched with a GET that needs no key), or a client error
+// that sending again cannot change. 408, 409 (the same key still in
+// progress), 429 and 413 with a Retry-After ask the client to come back,
+// and every other status (1xx, the other 3xx, 5xx) leaves the outcome
+// open, so those operations stay pending: a client following a 307 or 308
+// sends the same write again, with the same key.
 func finalStatus(resp *http.Response) bool {
 	code := resp.StatusCode
 	switch {
-	case code >= 200 && code < 300:
+	case code >= 200 && code < 300, code == http.StatusSeeOther:
 		return true
 	case code < 400 || code >= 500:
 		return false
@@ -248,10 +299,10 @@ func mismatch(recorded, got Fingerprint) error {
 	if recorded.Method != got.Method {
 		what = append(what, fmt.Sprintf("method %s, now %s", recorded.Method, got.Method))
 	}
-	if recorded.URL != got.URL {
-		what = append(what, fmt.Sprintf("URL %s, now %s", recorded.URL, got.URL))
+	if recorded.URLSHA256 != got.URLSHA256 {
+		what = append(what, "a different URL")
 	}
-	if !bytes.Equal(recorded.BodySHA256[:], got.BodySHA256[:]) {
+	if recorded.BodySHA256 != got.BodySHA256 {
 		what = append(what, "a different body")
 	}
 	return fmt.Errorf("%w: it was begun with %s", ErrFingerprintMismatch, strings.Join(what, "; "))

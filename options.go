@@ -142,7 +142,7 @@ func WithQuotedKeys() Option {
 
 // WithKeyStore sets where the idempotency keys of named operations
 // (WithOperation) are recorded (default: a MemoryKeyStore of the stack's
-// own, which survives no restart). A nil store panics.
+// own, with its defaults, which survives no restart). A nil store panics.
 func WithKeyStore(s KeyStore) Option {
 	if s == nil {
 		invalid("WithKeyStore", "nil", "store must not be nil")

@@ -39,7 +39,7 @@ func BenchmarkDurableKey(b *testing.B) {
 		named bool
 	}{
 		{name: "unnamed", open: func(*testing.B) saferetry.KeyStore { return nil }},
-		{name: "memory", named: true, open: func(*testing.B) saferetry.KeyStore { return saferetry.NewMemoryKeyStore(0) }},
+		{name: "memory", named: true, open: func(*testing.B) saferetry.KeyStore { return &saferetry.MemoryKeyStore{} }},
 		{name: "sqlite", named: true, open: func(b *testing.B) saferetry.KeyStore {
 			s, err := sqlitestore.Open(filepath.Join(b.TempDir(), "keys.db"), sqlitestore.Options{})
 			if err != nil {
@@ -49,7 +49,7 @@ func BenchmarkDurableKey(b *testing.B) {
 			return s
 		}},
 		{name: "redis", named: true, open: func(b *testing.B) saferetry.KeyStore {
-			client := redis.NewClient(&redis.Options{Addr: redistest.Start(b)})
+			client := redis.NewClient(&redis.Options{Addr: redistest.Start(b), ContextTimeoutEnabled: true})
 			b.Cleanup(func() { client.Close() })
 			return redisstore.New(client, redisstore.Options{})
 		}},

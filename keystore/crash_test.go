@@ -17,6 +17,7 @@ import (
 
 	"github.com/saferetry/saferetry"
 	"github.com/saferetry/saferetry/keystore/internal/redistest"
+	"github.com/saferetry/saferetry/keystore/keystoretest"
 )
 
 // The crash tests run this test binary again as a child process that
@@ -210,7 +211,7 @@ func TestCrashLeavesTheOperationPending(t *testing.T) {
 	<-exited
 	p := pending(t, spec)
 	keys, _ := srv.seen()
-	if len(p) != 1 || p[0].Operation != chargeOp || p[0].Key != keys[0] || p[0].Fingerprint.Method != http.MethodPost || p[0].Fingerprint.URL != srv.URL {
+	if len(p) != 1 || p[0].Operation != chargeOp || p[0].Key != keys[0] || p[0].Fingerprint != keystoretest.Fingerprint(http.MethodPost, srv.URL, chargeBody) {
 		t.Fatalf("pending %+v, server saw key %q", p, keys[0])
 	}
 }

@@ -15,7 +15,7 @@ import (
 
 // The core's MemoryKeyStore keeps the same contract as the durable stores.
 func TestMemoryKeyStoreContract(t *testing.T) {
-	keystoretest.Run(t, func(*testing.T) saferetry.KeyStore { return saferetry.NewMemoryKeyStore(0) })
+	keystoretest.Run(t, func(*testing.T) saferetry.KeyStore { return &saferetry.MemoryKeyStore{} })
 }
 
 // openStore opens the store a spec names: "memory:", "sqlite:PATH" or
@@ -24,7 +24,7 @@ func openStore(spec string) (store saferetry.KeyStore, close func() error, err e
 	kind, target, _ := strings.Cut(spec, ":")
 	switch kind {
 	case "memory":
-		return saferetry.NewMemoryKeyStore(0), func() error { return nil }, nil
+		return &saferetry.MemoryKeyStore{}, func() error { return nil }, nil
 	case "sqlite":
 		s, err := sqlitestore.Open(target, sqlitestore.Options{})
 		if err != nil {
@@ -32,7 +32,7 @@ func openStore(spec string) (store saferetry.KeyStore, close func() error, err e
 		}
 		return s, s.Close, nil
 	case "redis":
-		client := redis.NewClient(&redis.Options{Addr: target})
+		client := redis.NewClient(&redis.Options{Addr: target, ContextTimeoutEnabled: true})
 		return redisstore.New(client, redisstore.Options{}), client.Close, nil
 	}
 	return nil, nil, fmt.Errorf("unknown store spec %q", spec)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +18,9 @@ import (
 
 // Run checks the store open returns, in subtests; open is called once per
 // subtest and must return an empty store (closed by open's own Cleanup).
+// Among them, operations whose names, URLs and bodies hold bytes that are
+// not UTF-8, NUL bytes and 64 KiB of text must be kept exactly: resumed,
+// listed and finished as themselves.
 // TTL expiry is left to each store's own tests: how to move a store's
 // clock is the store's business.
 func Run(t *testing.T, open func(t *testing.T) saferetry.KeyStore) {
@@ -108,6 +112,46 @@ func Run(t *testing.T, open func(t *testing.T) saferetry.KeyStore) {
 		}
 	})
 
+	t.Run("hostile names, URLs and bodies are kept exactly", func(t *testing.T) {
+		s := open(t)
+		ops := hostile()
+		for i, h := range ops {
+			mustBegin(t, s, h.name, h.fp, fmt.Sprint("key-", i), fmt.Sprint("key-", i))
+		}
+		for i, h := range ops {
+			// Resumed: read back, the record matches the request.
+			mustBegin(t, s, h.name, h.fp, "another", fmt.Sprint("key-", i))
+		}
+		p, err := s.Pending(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p) != len(ops) {
+			t.Fatalf("%d pending, want %d: names or records were merged or lost", len(p), len(ops))
+		}
+		for _, rec := range p {
+			i := slices.IndexFunc(ops, func(h hostileOp) bool { return h.name == rec.Operation })
+			if i < 0 {
+				t.Errorf("pending lists %q (%d bytes), a name never begun", clip(rec.Operation), len(rec.Operation))
+				continue
+			}
+			if rec.Key != fmt.Sprint("key-", i) || rec.Fingerprint != ops[i].fp || rec.Done() {
+				t.Errorf("record of %q: key %q, fingerprint %v; want key-%d, %v", clip(rec.Operation), rec.Key, rec.Fingerprint, i, ops[i].fp)
+			}
+		}
+		for i, h := range ops {
+			if err := s.Finish(ctx, h.name, fmt.Sprint("key-", i), 201); err != nil {
+				t.Fatalf("Finish %q: %v", clip(h.name), err)
+			}
+			if key, err := s.Begin(ctx, h.name, h.fp, "again"); !errors.Is(err, saferetry.ErrOperationDone) {
+				t.Errorf("Begin of %q once done: %q, %v; want ErrOperationDone", clip(h.name), key, err)
+			}
+		}
+		if got := pendingNames(t, s); len(got) != 0 {
+			t.Fatalf("%d still pending after every Finish", len(got))
+		}
+	})
+
 	t.Run("concurrent begins agree on one key", func(t *testing.T) {
 		s := open(t)
 		const n = 16
@@ -132,16 +176,48 @@ func Run(t *testing.T, open func(t *testing.T) saferetry.KeyStore) {
 }
 
 // Fingerprint returns the fingerprint of a request with the given method,
-// URL and body.
+// URL and body. The URL is taken as KeyInjector takes it, in the form
+// url.URL.Redacted writes (no password), and hashed byte for byte.
 func Fingerprint(method, url, body string) saferetry.Fingerprint {
-	return saferetry.Fingerprint{Method: method, URL: url, BodySHA256: sha256.Sum256([]byte(body))}
+	return saferetry.Fingerprint{Method: method, URLSHA256: sha256.Sum256([]byte(url)), BodySHA256: sha256.Sum256([]byte(body))}
+}
+
+// hostileOp is an operation whose name, URL or body a lossy encoding
+// would change: invalid UTF-8, NUL bytes, very long values. Names that
+// differ only where an encoding would replace bytes (é in Latin-1, and
+// the U+FFFD that JSON writes in its place) must stay two operations.
+type hostileOp struct {
+	name string
+	fp   saferetry.Fingerprint
+}
+
+func hostile() []hostileOp {
+	long := strings.Repeat("x", 64<<10)
+	return []hostileOp{
+		{"caf\xe9", Fingerprint("POST", "https://api.test/charges?q=caf\xe9", "")},
+		{"caf\ufffd", Fingerprint("POST", "https://api.test/charges?q=caf\ufffd", "")},
+		{"nul\x00byte", Fingerprint("POST", "https://api.test/charges?q=nul\x00byte", "body\x00with nul")},
+		{"\x00", Fingerprint("PATCH", "https://api.test/\x00", "\x00")},
+		{"\xff\xfe\xfd", Fingerprint("POST", "https://api.test/\xff\xfe\xfd", "\xff\xfe\xfd")},
+		{"long/" + long, Fingerprint("POST", "https://api.test/long?"+long, long)},
+		{"long/" + long + "\xe9", Fingerprint("POST", "https://api.test/long?"+long+"\xe9", long+"\xe9")},
+		{`*?[x]\ "q" %s`, Fingerprint("POST", "https://api.test/*?[x]", "")},
+	}
+}
+
+// clip shortens a name for a message.
+func clip(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
 }
 
 func mustBegin(t *testing.T, s saferetry.KeyStore, op string, fp saferetry.Fingerprint, candidate, want string) {
 	t.Helper()
 	key, err := s.Begin(context.Background(), op, fp, candidate)
 	if err != nil || key != want {
-		t.Fatalf("Begin(%q, candidate %q) = %q, %v; want %q", op, candidate, key, err, want)
+		t.Fatalf("Begin(%q, candidate %q) = %q, %v; want %q", clip(op), candidate, key, err, want)
 	}
 }
 

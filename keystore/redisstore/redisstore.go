@@ -4,10 +4,17 @@
 //
 // Each operation is one Redis key, the prefix followed by the operation's
 // name, holding JSON {"key", "fingerprint", "created", "state", "status"}
-// and expiring with the store's TTL. Begin is a single SET ... NX GET PX
+// and expiring with the store's TTL. The name is only in the Redis key,
+// which is binary safe, and the JSON holds only ASCII (the key, the
+// fingerprint's text form, a time), so nothing is lost to JSON's
+// replacement of bytes that are not UTF-8. Begin is a single SET ... NX GET PX
 // (Redis 7.0 or newer), so concurrent instances agree on one key without
 // a lock; Finish is a small Lua script that marks the record done, keeping
 // its TTL.
+//
+// The client must be created with ContextTimeoutEnabled (see New), so that
+// a Redis that stops answering holds a call no longer than its context
+// allows.
 //
 // The key is as durable as Redis makes it: a crash of the client process
 // (the common case) loses nothing, while a crash of Redis itself loses what
@@ -55,7 +62,24 @@ type Store struct {
 var _ saferetry.KeyStore = (*Store)(nil)
 
 // New returns a store keeping its operations through client.
+//
+// The client must honour contexts: create it with ContextTimeoutEnabled
+// set (redis.Options, redis.ClusterOptions, redis.RingOptions,
+// redis.FailoverOptions or redis.UniversalOptions). Without it go-redis
+// ignores a context's deadline and waits for its own ReadTimeout (5 s by
+// default, more with retries), so a Redis that stops answering would hold
+// every named request that long, including a successful response waiting
+// for its Finish, which KeyInjector bounds to about a second. The
+// setting only ever shortens a wait: a command still gives up at
+// ReadTimeout when its context has no deadline. New panics when given one
+// of go-redis's clients without it; a client of another type must
+// honour contexts too.
 func New(client redis.UniversalClient, opts Options) *Store {
+	if ignoresContexts(client) {
+		panic("redisstore: New: the client ignores context deadlines (ContextTimeoutEnabled is false), " +
+			"so a Redis that stops answering would hold requests for the client's ReadTimeout; " +
+			"create the client with ContextTimeoutEnabled: true")
+	}
 	if opts.TTL <= 0 {
 		opts.TTL = saferetry.DefaultOperationTTL
 	}
@@ -63,6 +87,20 @@ func New(client redis.UniversalClient, opts Options) *Store {
 		opts.Prefix = DefaultPrefix
 	}
 	return &Store{client: client, ttl: opts.TTL, prefix: opts.Prefix}
+}
+
+// ignoresContexts reports whether client is one of go-redis's clients
+// configured to ignore context deadlines.
+func ignoresContexts(client redis.UniversalClient) bool {
+	switch c := client.(type) {
+	case *redis.Client:
+		return !c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		return !c.Options().ContextTimeoutEnabled
+	case *redis.Ring:
+		return !c.Options().ContextTimeoutEnabled
+	}
+	return false
 }
 
 // record is the JSON kept for one operation.
@@ -212,15 +250,17 @@ func (s *Store) read(ctx context.Context, c redis.UniversalClient, keys []string
 	return pending, nil
 }
 
-// escapeGlob escapes the characters SCAN MATCH treats as a pattern.
+// escapeGlob escapes the characters SCAN MATCH treats as a pattern. It
+// works on bytes, as Redis does: a prefix that is not UTF-8 is matched
+// exactly.
 func escapeGlob(s string) string {
 	var b strings.Builder
-	for _, r := range s {
-		switch r {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
 		case '*', '?', '[', ']', '\\':
 			b.WriteByte('\\')
 		}
-		b.WriteRune(r)
+		b.WriteByte(s[i])
 	}
 	return b.String()
 }

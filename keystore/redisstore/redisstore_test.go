@@ -5,19 +5,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/saferetry/saferetry"
 	"github.com/saferetry/saferetry/keystore/internal/redistest"
+	"github.com/saferetry/saferetry/keystore/internal/stalltest"
 	"github.com/saferetry/saferetry/keystore/keystoretest"
 )
 
 // newClient connects to a fresh redis-server, closed when the test ends.
 func newClient(t *testing.T) *redis.Client {
 	t.Helper()
-	client := redis.NewClient(&redis.Options{Addr: redistest.Start(t)})
+	client := redis.NewClient(&redis.Options{Addr: redistest.Start(t), ContextTimeoutEnabled: true})
 	t.Cleanup(func() { client.Close() })
 	return client
 }
@@ -25,9 +27,10 @@ func newClient(t *testing.T) *redis.Client {
 func TestContract(t *testing.T) {
 	client := newClient(t)
 	keystoretest.Run(t, func(t *testing.T) saferetry.KeyStore {
-		// One server, a namespace per subtest; the names have spaces
-		// and slashes, which the SCAN pattern must match literally.
-		return New(client, Options{Prefix: "test*[" + t.Name() + "]:"})
+		// One server, a namespace per subtest; the prefixes have spaces,
+		// slashes, glob characters and a byte that is not UTF-8, which
+		// the SCAN pattern must match literally.
+		return New(client, Options{Prefix: "test*[\xe9" + t.Name() + "]:"})
 	})
 }
 
@@ -102,5 +105,54 @@ func TestErrors(t *testing.T) {
 	}
 	if err := s.Finish(ctx, "op", "k", 200); err == nil {
 		t.Fatal("Finish on a closed client succeeded")
+	}
+}
+
+// go-redis ignores a context's deadline unless the client enables it:
+// a Redis that stops answering would hold Finish, and the response behind
+// it, for the client's ReadTimeout (5 s by default). New refuses such a
+// client, loudly, at startup.
+func TestNewRefusesAClientThatIgnoresContexts(t *testing.T) {
+	clients := map[string]redis.UniversalClient{
+		"Client":        redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}),
+		"ClusterClient": redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}}),
+		"Ring":          redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": "127.0.0.1:1"}}),
+	}
+	for name, client := range clients {
+		t.Run(name, func(t *testing.T) {
+			defer client.Close()
+			defer func() {
+				r := recover()
+				if msg := fmt.Sprint(r); r == nil || !strings.HasPrefix(msg, "redisstore: ") || !strings.Contains(msg, "ContextTimeoutEnabled") {
+					t.Fatalf("panic %v; want one naming ContextTimeoutEnabled", r)
+				}
+			}()
+			New(client, Options{})
+		})
+	}
+	ok := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true})
+	defer ok.Close()
+	New(ok, Options{}) // must not panic
+}
+
+// A Redis that accepts connections but never answers: every call returns
+// once its context's deadline passes, well before the client's own read
+// timeout (none here), with the context's error.
+func TestHonoursTheContextWhenRedisIsSilent(t *testing.T) {
+	addr, unblock := redistest.Silent(t)
+	client := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true,
+		ReadTimeout: -1, WriteTimeout: -1, DialTimeout: time.Hour, PoolTimeout: time.Hour, MaxRetries: -1})
+	defer client.Close()
+	s := New(client, Options{})
+	fp := keystoretest.Fingerprint("POST", "https://api.test/", "x")
+	calls := map[string]func(context.Context) error{
+		"Begin":   func(ctx context.Context) error { _, err := s.Begin(ctx, "op", fp, "k"); return err },
+		"Finish":  func(ctx context.Context) error { return s.Finish(ctx, "op", "k", 201) },
+		"Pending": func(ctx context.Context) error { _, err := s.Pending(ctx); return err },
+	}
+	for name, call := range calls {
+		t.Run(name, func(t *testing.T) {
+			stalltest.ReturnsByDeadline(t, call, unblock)
+		})
 	}
 }

@@ -32,16 +32,23 @@ type Options struct {
 	// shorter than the server keeps keys.
 	TTL time.Duration
 	// BusyTimeout is how long a write waits for the write lock another
-	// process holds. Zero means DefaultBusyTimeout.
+	// process holds, at most: a call whose context is done first gives up
+	// then (KeyInjector gives Finish about a second). Zero means
+	// DefaultBusyTimeout.
 	BusyTimeout time.Duration
 }
 
-// schema is the table of operations. created is in Unix nanoseconds;
-// state is 'pending' until the operation's final outcome, then 'done'
-// with its status.
+// schema is the table of operations. An operation's name is a BLOB, kept
+// and compared byte for byte whatever it holds (SQLite does not promise
+// that for TEXT that is not UTF-8 or holds NUL bytes); the key and the
+// fingerprint are ASCII. created is in Unix nanoseconds; state is
+// 'pending' until the operation's final outcome, then 'done' with its
+// status. The UPDATE turns names an earlier version wrote as TEXT into
+// BLOBs, which a BLOB parameter never equals: without it, such an
+// operation would be begun anew under a new key.
 const schema = `
 CREATE TABLE IF NOT EXISTS pending_operations (
-	operation   TEXT PRIMARY KEY,
+	operation   BLOB PRIMARY KEY,
 	"key"       TEXT NOT NULL,
 	fingerprint TEXT NOT NULL,
 	created     INTEGER NOT NULL,
@@ -49,6 +56,7 @@ CREATE TABLE IF NOT EXISTS pending_operations (
 	status      INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS pending_operations_created ON pending_operations (created);
+UPDATE pending_operations SET operation = CAST(operation AS BLOB) WHERE typeof(operation) = 'text';
 `
 
 // Store is a saferetry.KeyStore in a SQLite file. Safe for concurrent
@@ -102,6 +110,10 @@ func (s *Store) Close() error { return s.db.Close() }
 // expired operations, records op unless it is recorded, and reads the
 // record back: race-free across goroutines and processes.
 func (s *Store) Begin(ctx context.Context, op string, fp saferetry.Fingerprint, key string) (_ string, err error) {
+	fpText, err := fp.MarshalText()
+	if err != nil {
+		return "", fmt.Errorf("sqlitestore: begin %q: %w", op, err)
+	}
 	now := s.now()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -119,21 +131,21 @@ func (s *Store) Begin(ctx context.Context, op string, fp saferetry.Fingerprint, 
 		INSERT INTO pending_operations (operation, "key", fingerprint, created, state)
 		VALUES (?, ?, ?, ?, 'pending')
 		ON CONFLICT (operation) DO NOTHING`,
-		op, key, fp.String(), now.UnixNano()); err != nil {
+		[]byte(op), key, string(fpText), now.UnixNano()); err != nil {
 		return "", fmt.Errorf("sqlitestore: begin %q: %w", op, err)
 	}
 	rec := saferetry.OperationRecord{Operation: op}
-	var fpText string
+	var recorded string
 	var created int64
-	err = tx.QueryRowContext(ctx, `SELECT "key", fingerprint, created, status FROM pending_operations WHERE operation = ?`, op).
-		Scan(&rec.Key, &fpText, &created, &rec.Status)
+	err = tx.QueryRowContext(ctx, `SELECT "key", fingerprint, created, status FROM pending_operations WHERE operation = ?`, []byte(op)).
+		Scan(&rec.Key, &recorded, &created, &rec.Status)
 	if err != nil {
 		return "", fmt.Errorf("sqlitestore: begin %q: %w", op, err)
 	}
 	if err = tx.Commit(); err != nil {
 		return "", fmt.Errorf("sqlitestore: begin %q: %w", op, err)
 	}
-	if err := rec.Fingerprint.UnmarshalText([]byte(fpText)); err != nil {
+	if err := rec.Fingerprint.UnmarshalText([]byte(recorded)); err != nil {
 		return "", fmt.Errorf("sqlitestore: begin %q: %w", op, err)
 	}
 	rec.Created = time.Unix(0, created)
@@ -145,7 +157,7 @@ func (s *Store) Finish(ctx context.Context, op, key string, status int) error {
 	_, err := s.db.ExecContext(ctx, `
 		UPDATE pending_operations SET state = 'done', status = ?
 		WHERE operation = ? AND "key" = ? AND created > ?`,
-		status, op, key, s.expired(s.now()))
+		status, []byte(op), key, s.expired(s.now()))
 	if err != nil {
 		return fmt.Errorf("sqlitestore: finish %q: %w", op, err)
 	}

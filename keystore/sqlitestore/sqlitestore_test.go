@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/saferetry/saferetry"
+	"github.com/saferetry/saferetry/keystore/internal/stalltest"
 	"github.com/saferetry/saferetry/keystore/keystoretest"
 )
 
@@ -136,4 +137,82 @@ func TestPathWithQueryCharacters(t *testing.T) {
 	if m, _ := filepath.Glob(filepath.Join(dir, "odd?name#1.db")); len(m) != 1 {
 		t.Fatalf("file not created under its name: %v", m)
 	}
+}
+
+// Another process holds the file's write lock: Begin and Finish give up
+// when their context's deadline passes, not after the busy timeout (an
+// hour here), and the store works again once the lock is released.
+func TestHonoursTheContextWhenLocked(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "keys.db")
+	s, err := Open(path, Options{BusyTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	other, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	fp := keystoretest.Fingerprint("POST", "https://api.test/", "x")
+	if _, err := s.Begin(ctx, "op", fp, "k"); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := other.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the write lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { lock.Rollback() }) }
+	defer release()
+	calls := map[string]func(context.Context) error{
+		"Begin":  func(ctx context.Context) error { _, err := s.Begin(ctx, "new", fp, "k2"); return err },
+		"Finish": func(ctx context.Context) error { return s.Finish(ctx, "op", "k", 201) },
+	}
+	for name, call := range calls {
+		t.Run(name, func(t *testing.T) { stalltest.ReturnsByDeadline(t, call, release) })
+	}
+	release()
+	if err := s.Finish(ctx, "op", "k", 201); err != nil {
+		t.Fatalf("Finish once the lock is released: %v", err)
+	}
+	if _, err := s.Begin(ctx, "op", fp, "k3"); !errors.Is(err, saferetry.ErrOperationDone) {
+		t.Fatalf("Begin after the Finish: %v; want ErrOperationDone", err)
+	}
+}
+
+// A file whose names were written as TEXT, as earlier versions did, keeps
+// its operations: they are resumed with their keys, not begun anew.
+func TestOpenConvertsTextNames(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "keys.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := keystoretest.Fingerprint("POST", "https://api.test/", "x")
+	text, _ := fp.MarshalText()
+	if _, err := s.db.Exec(`INSERT INTO pending_operations (operation, "key", fingerprint, created) VALUES (?, 'old-key', ?, ?)`,
+		"charge/caf\xe9", string(text), time.Now().UnixNano()); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openPath(t, path)
+	if key, err := s.Begin(ctx, "charge/caf\xe9", fp, "new-key"); key != "old-key" || err != nil {
+		t.Fatalf("Begin: %q, %v; want the operation resumed with old-key", key, err)
+	}
+	if p, err := s.Pending(ctx); err != nil || len(p) != 1 {
+		t.Fatalf("pending %+v, %v; want the one operation", p, err)
+	}
+}
+
+func openPath(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }

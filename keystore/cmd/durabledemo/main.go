@@ -154,10 +154,10 @@ func openStore(cfg config) (saferetry.KeyStore, func() error, error) {
 		}
 		return s, s.Close, nil
 	case "redis":
-		client := redis.NewClient(&redis.Options{Addr: cfg.redisAddr})
+		client := redis.NewClient(&redis.Options{Addr: cfg.redisAddr, ContextTimeoutEnabled: true})
 		return redisstore.New(client, redisstore.Options{Prefix: "durabledemo:"}), client.Close, nil
 	case "memory":
-		return saferetry.NewMemoryKeyStore(0), func() error { return nil }, nil
+		return &saferetry.MemoryKeyStore{}, func() error { return nil }, nil
 	}
 	return nil, nil, fmt.Errorf("unknown -store %q (want sqlite, redis or memory)", cfg.store)
 }

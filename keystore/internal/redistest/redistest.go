@@ -4,6 +4,7 @@ package redistest
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -106,4 +107,52 @@ func (w *readyWriter) output() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.buf.String()
+}
+
+// Silent runs a server on 127.0.0.1 that accepts connections and reads
+// what is sent, but never answers: a Redis that hangs (paused, swapping,
+// behind a dead link). It returns its address and unblock, which closes
+// every connection, so that a client stuck reading fails at once; the
+// test's cleanup calls it too, and waits for the server to stop.
+func Silent(tb testing.TB) (addr string, unblock func()) {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	closed := false
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			if closed {
+				mu.Unlock()
+				c.Close()
+				return
+			}
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Go(func() { io.Copy(io.Discard, c) })
+		}
+	})
+	unblock = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !closed {
+			closed = true
+			l.Close()
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+		conns = nil
+	}
+	tb.Cleanup(func() { unblock(); wg.Wait() })
+	return l.Addr().String(), unblock
 }
