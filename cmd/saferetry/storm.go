@@ -13,7 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/saferetry/saferetry/internal/storm"
+	"github.com/saferetry/saferetry/cmd/saferetry/internal/storm"
 )
 
 const stormAbout = `Runs a retry storm and compares saferetry configurations side by side: no
@@ -161,11 +161,11 @@ func simEventLimit(n float64) int64 {
 // boundTolerance is how far the measured amplification may exceed the
 // bound and still pass, as a fraction of the retries the bound allows
 // (ratio + floor/rate). The bound is exact for requests spread evenly in
-// time: the deterministic tests of internal/storm reach it to the retry.
-// With random arrivals the budget lets a few more retries through: its
-// window slides a tenth at a time, and whenever a new tenth's deposits
-// outnumber those of the tenth that expires, the difference can be spent,
-// while a shortfall only delays later retries. Measured, that is under 0.5%
+// time: the deterministic tests of cmd/saferetry/internal/storm reach it
+// to the retry. With random arrivals the budget lets a few more retries
+// through: its window slides a tenth at a time, and whenever a new tenth's
+// deposits outnumber those of the tenth that expires, the difference can
+// be spent, while a shortfall only delays later retries. Measured, that is under 0.5%
 // of the allowed retries with 1000 requests/s per budget and a 10s window
 // (sim), and under 2% with 500/s and a 1s window (live); it grows as the
 // number of requests per tenth of a window shrinks. stormAbout and

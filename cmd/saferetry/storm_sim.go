@@ -6,7 +6,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/saferetry/saferetry/internal/storm"
+	"github.com/saferetry/saferetry/cmd/saferetry/internal/storm"
 )
 
 // simulateStorm simulates configuration c, printing progress to stderr

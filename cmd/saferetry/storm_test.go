@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/saferetry/saferetry/internal/storm"
+	"github.com/saferetry/saferetry/cmd/saferetry/internal/storm"
 )
 
 // runStormArgs runs the storm command through run, as main does.
