@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/saferetry/saferetry"
-	"github.com/saferetry/saferetry/internal/payments"
+	"github.com/saferetry/saferetry/cmd/saferetry/internal/payments"
 )
 
 const demoAbout = `Starts a deliberately flaky payments API on 127.0.0.1 and drives a client

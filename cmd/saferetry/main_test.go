@@ -123,6 +123,9 @@ func TestRun(t *testing.T) {
 		{"demo -h shows its flags", []string{"demo", "-h"}, 0, "", "-quiet"},
 		{"bad flag for the default command", []string{"-bogus"}, 2, "", "flag provided but not defined: -bogus"},
 		{"stray argument", []string{"demo", "extra"}, 2, "", `unexpected argument "extra"`},
+		{"demo flag given a bad value", []string{"demo", "-quiet=maybe"}, 2, "", `invalid boolean value "maybe" for -quiet`},
+		{"unknown demo flag", []string{"demo", "-speed", "2"}, 2, "", "flag provided but not defined: -speed"},
+		{"empty argument", []string{""}, 2, "", `unexpected argument ""`},
 		{"failing command", []string{"fail"}, 1, "", "saferetry fail: boom"},
 	}
 	saved := commands

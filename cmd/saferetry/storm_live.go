@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/saferetry/saferetry"
-	"github.com/saferetry/saferetry/internal/storm"
+	"github.com/saferetry/saferetry/cmd/saferetry/internal/storm"
 )
 
 const (

@@ -6,13 +6,8 @@ import (
 	"io"
 	"time"
 
-	"github.com/saferetry/saferetry/internal/storm"
+	"github.com/saferetry/saferetry/cmd/saferetry/internal/storm"
 )
-
-// simMaxEvents bounds one configuration's simulation. A million clients
-// make about 3e7 events in the worst configuration; the bound only stops a
-// run that something made go wrong.
-const simMaxEvents = 500_000_000
 
 // simulateStorm simulates configuration c, printing progress to stderr
 // when the run is long.
@@ -29,7 +24,7 @@ func simulateStorm(ctx context.Context, s stormSettings, c storm.Config, stderr 
 		Service:   s.service,
 		Phases:    s.phases,
 		Seed:      s.seed,
-		MaxEvents: simMaxEvents,
+		MaxEvents: simEventLimit(s.rate() * s.phases.End.Seconds()),
 		Progress: func(now time.Duration, events int64) {
 			fmt.Fprintf(stderr, "storm: %-13s %5.1fs of %v simulated, %.1fM events, %v\n",
 				c.Name, now.Seconds(), s.phases.End, float64(events)/1e6, time.Since(t0).Round(time.Millisecond))

@@ -2,17 +2,21 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/xml"
 	"errors"
 	"io"
+	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/saferetry/saferetry/internal/storm"
+	"github.com/saferetry/saferetry/cmd/saferetry/internal/storm"
 )
 
 // runStormArgs runs the storm command through run, as main does.
@@ -106,10 +110,14 @@ func TestStormLive(t *testing.T) {
 }
 
 // TestStormSim runs the simulation end to end, twice, and checks that its
-// report is the same both times. The outage spans four budget windows.
+// report is the same both times. The outage spans four budget windows. The
+// first chart replaces a longer file, which must not leave a tail behind.
 func TestStormSim(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "storma.svg"), []byte(strings.Repeat("<polyline/>", 100_000)), 0o666); err != nil {
+		t.Fatal(err)
+	}
 	var reports []string
 	for i := range 2 {
 		svg := filepath.Join(dir, "storm"+string(rune('a'+i))+".svg")
@@ -132,48 +140,231 @@ func TestStormSim(t *testing.T) {
 	}
 }
 
-func TestStormFlags(t *testing.T) {
+// runStormCanceled runs the storm command as runStormArgs does, but with a
+// context already canceled: an invocation that gets past the checks stops
+// at its first configuration (exit status 1, context canceled) instead of
+// running, so a bad invocation the checks miss fails the test at once.
+func runStormCanceled(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	var out, errOut bytes.Buffer
+	code = run(ctx, append([]string{"storm"}, args...), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// TestStormRejectsBadFlags checks every flag, alone and in combination,
+// for the values the storm cannot honour: each is a usage error (exit
+// status 2) naming the flag and its value, reported before anything runs
+// (nothing on stdout) and before the chart's file is made.
+func TestStormRejectsBadFlags(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "a-file")
+	if err := os.WriteFile(file, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name       string
 		args       []string
-		wantCode   int
 		wantStderr string
 	}{
-		{"help", []string{"-h"}, 0, "-mode"},
-		{"unknown mode", []string{"-mode", "dream"}, 2, `-mode "dream": want live or sim`},
-		{"window in sim mode", []string{"-mode", "sim", "-window", "1s"}, 2, "-window applies to -mode live only"},
-		{"too many live clients", []string{"-clients", "5001"}, 2, "-clients 5001: want 1 to 5000 in live mode"},
-		{"too many simulated clients", []string{"-mode", "sim", "-clients", "1000001"}, 2, "want 1 to 1000000 in sim mode"},
-		{"more instances than clients", []string{"-clients", "3", "-instances", "4"}, 2, "-instances 4"},
-		{"duration not in buckets", []string{"-duration", "1050ms"}, 2, "want multiples of 100ms"},
-		{"outage too long", []string{"-duration", "2s", "-outage", "1900ms"}, 2, "-outage 1.9s"},
-		{"live run too long", []string{"-duration", "2m"}, 2, "at most 1m0s in live mode"},
-		{"stray argument", []string{"now"}, 2, `unexpected argument "now"`},
+		{"unknown mode", []string{"-mode", "dream"}, `-mode "dream": want live or sim`},
+		{"empty mode", []string{"-mode", ""}, `-mode "": want live or sim`},
+		{"mode in capitals", []string{"-mode", "SIM"}, `-mode "SIM": want live or sim`},
+
+		{"zero clients", []string{"-clients", "0"}, "-clients 0: want 1 to 5000 in live mode"},
+		{"negative clients", []string{"-mode", "sim", "-clients", "-3"}, "-clients -3: want 1 to 1000000 in sim mode"},
+		{"too many live clients", []string{"-clients", "5001"}, "-clients 5001: want 1 to 5000 in live mode"},
+		{"too many simulated clients", []string{"-mode", "sim", "-clients", "1000001"}, "-clients 1000001: want 1 to 1000000 in sim mode"},
+		{"clients not a number", []string{"-clients", "many"}, `invalid value "many" for flag -clients`},
+
+		{"zero instances", []string{"-instances", "0"}, "-instances 0: want 1 to the number of clients (200), and at most 10000"},
+		{"negative instances", []string{"-instances", "-1"}, "-instances -1: want 1"},
+		{"more instances than clients", []string{"-clients", "3", "-instances", "4"}, "-instances 4: want 1 to the number of clients (3)"},
+		{"more instances than the maximum", []string{"-mode", "sim", "-clients", "20000", "-instances", "10001"}, "-instances 10001: want 1 to the number of clients (20000), and at most 10000"},
+
+		{"zero capacity", []string{"-capacity", "0"}, "-capacity 0: want at least 1"},
+		{"negative capacity", []string{"-mode", "sim", "-capacity", "-5"}, "-capacity -5: want at least 1"},
+
+		{"zero think time", []string{"-think", "0"}, "-think 0s: want more than zero"},
+		{"negative think time", []string{"-mode", "sim", "-think", "-1s"}, "-think -1s: want more than zero"},
+		{"think time not a duration", []string{"-think", "soon"}, `invalid value "soon" for flag -think`},
+		{"think time so short the run never ends", []string{"-mode", "sim", "-clients", "1", "-think", "1ns", "-duration", "1s", "-outage", "500ms"},
+			"-clients 1 and -think 1ns start 1000000000 logical requests/s: want at most 1000000/s in sim mode"},
+		{"live load beyond the maximum rate", []string{"-clients", "1000"},
+			"-clients 1000 and -think 100ms (the default) start 10000 logical requests/s: want at most 5000/s in live mode"},
+		{"simulated load beyond the maximum rate", []string{"-mode", "sim", "-think", "10ms"},
+			"-clients 100000 (the default) and -think 10ms start 10000000 logical requests/s: want at most 1000000/s in sim mode"},
+		{"simulation too long", []string{"-mode", "sim", "-clients", "1000000", "-think", "5s"},
+			"-clients 1000000 and -think 5s start 24000000 logical requests in -duration 2m0s (the default): want at most 15000000 per configuration"},
+		{"no request expected during the outage", []string{"-mode", "sim", "-clients", "1", "-think", "1000h", "-duration", "1s", "-outage", "500ms"},
+			"-clients 1 and -think 1000h0m0s start 1.39e-07 logical requests during -outage 500ms on average: want at least 100"},
+		{"too few requests expected during the outage", []string{"-mode", "sim", "-clients", "1", "-think", "6ms", "-duration", "1s", "-outage", "500ms"},
+			"start 83.3 logical requests during -outage 500ms on average: want at least 100"},
+		{"too few live requests during the outage", []string{"-clients", "1", "-duration", "1s", "-outage", "500ms"},
+			"-clients 1 and -think 100ms (the default) start 5 logical requests during -outage 500ms on average"},
+
+		{"zero duration", []string{"-duration", "0"}, "-duration 0s: want more than 0 and at most 1m0s in live mode"},
+		{"negative duration", []string{"-mode", "sim", "-duration", "-1s"}, "-duration -1s: want more than 0 and at most 10m0s in sim mode"},
+		{"duration not in buckets", []string{"-duration", "1050ms"}, "-duration 1.05s: want a multiple of 100ms"},
+		{"live run too long", []string{"-duration", "2m"}, "-duration 2m0s: want more than 0 and at most 1m0s in live mode"},
+		{"simulated run too long", []string{"-mode", "sim", "-duration", "11m"}, "-duration 11m0s: want more than 0 and at most 10m0s in sim mode"},
+		{"duration shorter than the default outage", []string{"-duration", "1s"}, "-outage 3s (the default): want at least 200ms less than -duration 1s,"},
+
+		{"zero outage", []string{"-outage", "0"}, "-outage 0s: want more than zero"},
+		{"negative outage", []string{"-mode", "sim", "-outage", "-500ms"}, "-outage -500ms: want more than zero"},
+		{"outage not in buckets", []string{"-outage", "150ms"}, "-outage 150ms: want a multiple of 100ms"},
+		{"outage as long as the run", []string{"-duration", "2s", "-outage", "2s"}, "-outage 2s: want at least 200ms less than -duration 2s,"},
+		{"outage longer than the run", []string{"-mode", "sim", "-duration", "2s", "-outage", "5s"}, "-outage 5s: want at least 200ms less than -duration 2s,"},
+		{"outage leaving no recovery", []string{"-duration", "2s", "-outage", "1900ms"}, "-outage 1.9s: want at least 200ms less than -duration 2s,"},
+
+		{"window in sim mode", []string{"-mode", "sim", "-window", "1s"}, "-window 1s: applies to -mode live only"},
+		{"zero window in sim mode", []string{"-mode", "sim", "-window", "0"}, "-window 0s: applies to -mode live only"},
+		{"zero window", []string{"-window", "0"}, "-window 0s: want 100ms up to -duration 6s (the default): a longer window never slides within a run"},
+		{"negative window", []string{"-window", "-1s"}, "-window -1s: want 100ms up to -duration"},
+		{"window too short", []string{"-window", "50ms"}, "-window 50ms: want 100ms up to -duration"},
+		{"window longer than the run", []string{"-duration", "2s", "-outage", "1s", "-window", "3s"}, "-window 3s: want 100ms up to -duration 2s:"},
+		{"default window longer than the run", []string{"-clients", "400", "-duration", "500ms", "-outage", "300ms"}, "-window 1s (the default): want 100ms up to -duration 500ms:"},
+
+		{"negative seed", []string{"-seed", "-1"}, `invalid value "-1" for flag -seed`},
+
+		{"out in a directory that does not exist", []string{"-out", filepath.Join(dir, "no", "storm.svg")},
+			`-out "` + filepath.Join(dir, "no", "storm.svg") + `": cannot write the chart there: no such file or directory`},
+		{"out is a directory", []string{"-out", dir}, `-out "` + dir + `": cannot write the chart there: is a directory`},
+		{"out under a file", []string{"-mode", "sim", "-out", filepath.Join(file, "storm.svg")}, "cannot write the chart there: not a directory"},
+
+		{"stray argument", []string{"now"}, `unexpected argument "now"`},
+		{"unknown flag", []string{"-rate", "5"}, "flag provided but not defined: -rate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, _, errOut := runStormArgs(t, tt.args...)
-			if code != tt.wantCode || !strings.Contains(errOut, tt.wantStderr) {
-				t.Errorf("exit status %d, stderr %q; want %d and %q", code, errOut, tt.wantCode, tt.wantStderr)
+			svg := filepath.Join(t.TempDir(), "storm.svg")
+			// -out first: a case's own -out comes later and wins.
+			code, out, errOut := runStormCanceled(t, append([]string{"-out", svg}, tt.args...)...)
+			if code != 2 || !strings.Contains(errOut, tt.wantStderr) {
+				t.Errorf("exit status %d, stderr %q; want 2 and %q", code, errOut, tt.wantStderr)
+			}
+			if out != "" {
+				t.Errorf("the storm ran: stdout %q", out)
+			}
+			if _, err := os.Stat(svg); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("a usage error left %s behind (stat: %v)", svg, err)
 			}
 		})
 	}
 }
 
+// TestStormAcceptsLimits checks that values at each limit are accepted
+// (the context is canceled, so nothing runs): the limits reject only what
+// TestStormRejectsBadFlags lists.
+func TestStormAcceptsLimits(t *testing.T) {
+	tests := [][]string{
+		{},
+		{"-mode", "sim"},
+		{"-mode", "sim", "-clients", "1000000"},
+		{"-clients", "500"},  // 5000 logical requests/s, liveMaxRate
+		{"-window", "6s"},    // the whole run
+		{"-window", "100ms"}, // stormMinWindow
+		{"-duration", "1m"},  // liveMaxDuration
+		{"-clients", "5000", "-think", "1s"},
+		{"-mode", "sim", "-clients", "1000000", "-think", "1s", "-duration", "15s", "-outage", "5s"}, // simMaxRate and simMaxLogical
+		{"-mode", "sim", "-clients", "10000", "-instances", "10000"},
+		{"-mode", "sim", "-clients", "1", "-think", "5ms", "-duration", "1s", "-outage", "500ms"}, // 100 requests expected in the outage
+		{"-mode", "sim", "-duration", "10m", "-outage", "9m59.8s"},
+		{"-seed", "18446744073709551615"},
+	}
+	for _, args := range tests {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			code, _, errOut := runStormCanceled(t, append(args, "-out", "")...)
+			if code != 1 || !strings.Contains(errOut, "context canceled") {
+				t.Errorf("exit status %d, stderr %q; want the run to start (and stop: canceled)", code, errOut)
+			}
+		})
+	}
+}
+
+// TestStormNoNaN runs the smallest storm the checks accept, where the
+// fewest logical requests are expected during the outage, over several
+// seeds: the outage always has requests, so the report has figures and a
+// bound, never NaN or Inf, and the budget's check passes.
+func TestStormNoNaN(t *testing.T) {
+	for seed := range 5 {
+		code, out, errOut := runStormArgs(t, "-mode", "sim", "-clients", "1", "-think", "5ms", "-duration", "1s", "-outage", "500ms",
+			"-seed", strconv.Itoa(seed), "-out", "")
+		if code != 0 {
+			t.Fatalf("seed %d: exit status %d\nstdout:\n%s\nstderr:\n%s", seed, code, out, errOut)
+		}
+		checkStormReport(t, out)
+		if strings.Contains(out, "NaN") || strings.Contains(out, "Inf") || strings.Contains(out, "no check") {
+			t.Errorf("seed %d: the report lacks a figure:\n%s", seed, out)
+		}
+	}
+}
+
+// TestStormReportWithoutOutageRequests feeds the report a run in which no
+// logical request started during the outage, which the checks make all but
+// impossible: the report must not print NaN or Inf, nor claim the budget
+// exceeded a bound it could not compute.
+func TestStormReportWithoutOutageRequests(t *testing.T) {
+	s := stormSettings{mode: "sim", clients: 1, instances: 1, capacity: 1, think: time.Second, window: storm.BudgetWindow,
+		phases: storm.Centered(time.Second, 500*time.Millisecond)}
+	var results []stormResult
+	for _, c := range storm.Configs {
+		results = append(results, stormResult{config: c, summary: storm.Summary{Logical: 1, Succeeded: 1, Attempts: 1}})
+	}
+	var out bytes.Buffer
+	failed := printStormReport(&out, s, results)
+	if len(failed) != 0 {
+		t.Errorf("configurations %v failed a check that could not be made", failed)
+	}
+	if strings.Contains(out.String(), "NaN") || strings.Contains(out.String(), "Inf") || strings.Contains(out.String(), "FAIL") {
+		t.Errorf("the report prints NaN, Inf or FAIL:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "full+budget   no check: no logical request started during the outage") {
+		t.Errorf("the report does not say why the budget was not checked:\n%s", out.String())
+	}
+}
+
+// TestStormChartFileOnFailedRun checks that a run that fails (here: it is
+// canceled) removes the chart file it created, and leaves an existing one
+// as it was.
+func TestStormChartFileOnFailedRun(t *testing.T) {
+	dir := t.TempDir()
+	fresh := filepath.Join(dir, "fresh.svg")
+	code, _, errOut := runStormCanceled(t, "-mode", "sim", "-out", fresh)
+	if code != 1 || !strings.Contains(errOut, "context canceled") {
+		t.Fatalf("exit status %d, stderr %q; want 1 and context canceled", code, errOut)
+	}
+	if _, err := os.Stat(fresh); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the failed run left %s behind (stat: %v)", fresh, err)
+	}
+
+	old := filepath.Join(dir, "old.svg")
+	if err := os.WriteFile(old, []byte("an earlier chart"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runStormCanceled(t, "-mode", "sim", "-out", old); code != 1 {
+		t.Fatalf("exit status %d, stderr %q; want 1", code, errOut)
+	}
+	if data, err := os.ReadFile(old); err != nil || string(data) != "an earlier chart" {
+		t.Errorf("the failed run changed %s: %q, %v", old, data, err)
+	}
+}
+
 func TestResolveStormDefaults(t *testing.T) {
-	live, err := resolveStorm("live", 0, 0, 0, 0, 0, 0, 0)
+	live, err := resolveStorm(stormFlags{mode: "live", seed: 1, out: "storm.svg"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	wantLive := stormSettings{
 		mode: "live", clients: 200, instances: 4, capacity: 20, think: 100 * time.Millisecond,
-		service: 5 * time.Millisecond, window: time.Second,
+		service: 5 * time.Millisecond, window: time.Second, seed: 1, out: "storm.svg",
 		phases: storm.Phases{OutageStart: 1500 * time.Millisecond, OutageEnd: 4500 * time.Millisecond, End: 6 * time.Second},
 	}
 	if live != wantLive {
 		t.Errorf("live defaults %+v, want %+v", live, wantLive)
 	}
-	sim, err := resolveStorm("sim", 1_000_000, 0, 0, 0, 0, 0, 0)
+	sim, err := resolveStorm(stormFlags{mode: "sim", clients: 1_000_000, set: map[string]bool{"clients": true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,5 +375,21 @@ func TestResolveStormDefaults(t *testing.T) {
 	}
 	if sim != wantSim {
 		t.Errorf("sim defaults for a million clients %+v, want %+v", sim, wantSim)
+	}
+	// A zero for a flag not given is the default; given, it is checked.
+	if _, err := resolveStorm(stormFlags{mode: "sim", set: map[string]bool{"think": true}}); err == nil {
+		t.Errorf("-think 0 given explicitly was accepted")
+	}
+}
+
+func TestSimEventLimit(t *testing.T) {
+	for _, n := range []float64{0, 1, 100, 1.2e7, simMaxLogical} {
+		limit := simEventLimit(n)
+		if float64(limit) < 4*(n+10*math.Sqrt(n)) {
+			t.Errorf("simEventLimit(%g) = %d: under four events for each of ten standard deviations above the mean", n, limit)
+		}
+		if float64(limit) > 4*(n+10*math.Sqrt(n)+100)+1 {
+			t.Errorf("simEventLimit(%g) = %d: looser than its documented bound", n, limit)
+		}
 	}
 }

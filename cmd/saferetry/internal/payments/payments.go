@@ -1,5 +1,5 @@
 // Package payments is a small, deliberately flaky payments API that
-// deduplicates charges by Idempotency-Key, for demos and tests of retries.
+// deduplicates charges by Idempotency-Key, for the saferetry demo command.
 //
 // Its routes are
 //

@@ -159,8 +159,15 @@ func (b Bound) Holds(a float64) bool { return a <= b.Value }
 
 // Formula returns how the bound was computed, for the report.
 func (b Bound) Formula() string {
-	if time.Duration(b.Windows)*b.Window == b.Outage {
-		return fmt.Sprintf("1 + %g + %g/%.0f", b.Ratio, b.Floor, b.Rate)
+	// Whole requests per second where that is precise enough; a rate
+	// under 100/s keeps three significant digits, so that a low rate does
+	// not print as a division by 0.
+	rate := fmt.Sprintf("%.0f", b.Rate)
+	if b.Rate < 100 {
+		rate = fmt.Sprintf("%.3g", b.Rate)
 	}
-	return fmt.Sprintf("1 + (%g + %g/%.0f) x %d windows/outage", b.Ratio, b.Floor, b.Rate, b.Windows)
+	if time.Duration(b.Windows)*b.Window == b.Outage {
+		return fmt.Sprintf("1 + %g + %g/%s", b.Ratio, b.Floor, rate)
+	}
+	return fmt.Sprintf("1 + (%g + %g/%s) x %d windows/outage", b.Ratio, b.Floor, rate, b.Windows)
 }

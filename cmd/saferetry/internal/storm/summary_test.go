@@ -118,6 +118,8 @@ func TestBudgetBound(t *testing.T) {
 		{"whole windows", 600_000, 60 * time.Second, 10, 10 * time.Second, 1000, 1.11, "1 + 0.1 + 10/1000"},
 		{"one budget", 1500, 3 * time.Second, 1, time.Second, 500, 1.12, "1 + 0.1 + 10/500"},
 		{"part of a window", 1500, 3 * time.Second, 1, 2 * time.Second, 500, 1 + 0.12*4.0/3, "1 + (0.1 + 10/500) x 2 windows/outage"},
+		{"under one request per second per budget", 300, 60 * time.Second, 1000, 10 * time.Second, 0.005, 1 + 0.1 + 2000, "1 + 0.1 + 10/0.005"},
+		{"a few requests per second", 2500, 500 * time.Millisecond, 1000, 10 * time.Second, 5, 1 + (0.1+2)*20, "1 + (0.1 + 10/5) x 1 windows/outage"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
