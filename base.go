@@ -3,6 +3,7 @@ package saferetry
 import (
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
 )
@@ -19,8 +20,33 @@ func (l *lazyBase) resolve(base http.RoundTripper) http.RoundTripper {
 	if base != nil {
 		return base
 	}
-	l.once.Do(func() { l.fallback = cleanhttp.DefaultPooledTransport() })
+	l.once.Do(func() { l.fallback = defaultBase() })
 	return l.fallback
+}
+
+// HTTP/2 health checks of the default base, as Kubernetes' client-go sets
+// them: a connection that has read no frame for h2PingAfter is pinged, and
+// closed if the ping is not answered within h2PingTimeout, or if a write
+// makes no progress for h2WriteTimeout. Without them a connection that
+// died silently (a NAT entry dropped, a peer gone without a FIN) keeps
+// taking requests, retries included, until the OS gives up on it, which
+// takes many minutes.
+const (
+	h2PingAfter    = 30 * time.Second
+	h2PingTimeout  = 15 * time.Second
+	h2WriteTimeout = 30 * time.Second
+)
+
+// defaultBase returns the transport a stack uses when given none: a fresh
+// pooled transport from go-cleanhttp, with HTTP/2 health checks.
+func defaultBase() *http.Transport {
+	t := cleanhttp.DefaultPooledTransport()
+	t.HTTP2 = &http.HTTP2Config{
+		SendPingTimeout:  h2PingAfter,
+		PingTimeout:      h2PingTimeout,
+		WriteByteTimeout: h2WriteTimeout,
+	}
+	return t
 }
 
 // closeIdler is the optional interface http.Client.CloseIdleConnections

@@ -3,8 +3,6 @@ package saferetry
 import (
 	"fmt"
 	"net/http"
-
-	"github.com/hashicorp/go-cleanhttp"
 )
 
 // Stack is the standard saferetry stack, outermost first: KeyInjector,
@@ -21,7 +19,10 @@ var _ http.RoundTripper = (*Stack)(nil)
 
 // New assembles the standard stack over base. A nil base means a fresh
 // pooled transport from go-cleanhttp (never http.DefaultTransport, whose
-// state every package in the process shares). The result is meant for
+// state every package in the process shares), with HTTP/2 health checks
+// that close a connection that stopped answering: pinged after 30s
+// without a frame, closed if the ping goes unanswered for 15s or a write
+// makes no progress for 30s. The result is meant for
 // http.Client.Transport. New panics on an invalid or nil option, naming it.
 func New(base http.RoundTripper, opts ...Option) *Stack {
 	cfg := defaultConfig()
@@ -32,7 +33,7 @@ func New(base http.RoundTripper, opts ...Option) *Stack {
 		opt(&cfg)
 	}
 	if base == nil {
-		base = cleanhttp.DefaultPooledTransport()
+		base = defaultBase()
 	}
 	retries := &Transport{
 		Base:           base,
