@@ -23,20 +23,21 @@ func send(base http.RoundTripper, req *http.Request, timeout time.Duration) (*ht
 	ctx, cancel := context.WithCancelCause(req.Context())
 	timer := time.AfterFunc(timeout, func() { cancel(ErrAttemptTimeout) })
 	resp, err := base.RoundTrip(req.WithContext(ctx))
-	fired := !timer.Stop()
-	if fired && req.Context().Err() == nil {
-		// The deadline passed before the headers were in hand; a response
-		// that slipped in meanwhile has a canceled context and cannot be
-		// read, so the attempt counts as timed out.
-		if resp != nil {
-			_ = resp.Body.Close()
-		}
-		cancel(nil)
-		return nil, fmt.Errorf("%w after %v", ErrAttemptTimeout, timeout)
-	}
+	timer.Stop()
 	if err != nil {
 		cancel(nil)
+		if context.Cause(ctx) == ErrAttemptTimeout && req.Context().Err() == nil {
+			return nil, fmt.Errorf("%w after %v", ErrAttemptTimeout, timeout)
+		}
 		return nil, err
+	}
+	// A response that arrived is handed on, even when the timer fired as
+	// it came: its status is real (a 200 for a write that was applied)
+	// and must not be hidden behind a timeout, though its body may then
+	// fail to read.
+	if resp.Body == nil {
+		cancel(nil) // nothing to read: http.Client substitutes NoBody
+		return resp, nil
 	}
 	resp.Body = releaseOnDone(resp.Body, func() { cancel(nil) })
 	return resp, nil

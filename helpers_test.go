@@ -44,10 +44,11 @@ type script struct {
 }
 
 type outcome struct {
-	status int
-	header http.Header
-	err    error
-	body   string
+	status  int
+	header  http.Header
+	err     error
+	body    string
+	unsized bool // ContentLength -1: the length is not announced
 }
 
 type received struct {
@@ -82,7 +83,11 @@ func (s *script) RoundTrip(req *http.Request) (*http.Response, error) {
 	if h == nil {
 		h = http.Header{}
 	}
-	return &http.Response{StatusCode: o.status, Header: h, Body: tb, Request: req, ContentLength: int64(len(o.body))}, nil
+	length := int64(len(o.body))
+	if o.unsized {
+		length = -1
+	}
+	return &http.Response{StatusCode: o.status, Header: h, Body: tb, Request: req, ContentLength: length}, nil
 }
 
 func (s *script) attempts() int {

@@ -366,14 +366,29 @@ func (p *sendProbe) reset() {
 // neverSent reports whether the attempt provably wrote nothing.
 func (p *sendProbe) neverSent() bool { return p.asked.Load() && !p.got.Load() }
 
+// drainTime bounds how long a discarded response is read for. Draining
+// saves a connection (a round trip, perhaps a TLS handshake); a body that
+// has not arrived by then is not worth waiting for, and a body that
+// stalls must not hold the retry, or the caller, at all.
+const drainTime = 100 * time.Millisecond
+
 // discard drains up to limit bytes of a response that will not be handed
-// back, and closes it, so its connection can be reused.
+// back, for at most drainTime, and closes it, so its connection can be
+// reused. A body known to be longer than limit is closed at once: its
+// connection cannot be reused anyway.
 func discard(resp *http.Response, limit int64) {
 	if resp == nil || resp.Body == nil {
 		return
 	}
-	_, _ = io.CopyN(io.Discard, resp.Body, limit)
-	_ = resp.Body.Close()
+	body := resp.Body
+	if resp.ContentLength <= limit {
+		// Closing a response body unblocks a read in progress (net/http
+		// documents that for its bodies), which ends a stalled drain.
+		stop := time.AfterFunc(drainTime, func() { _ = body.Close() })
+		_, _ = io.CopyN(io.Discard, body, limit)
+		stop.Stop()
+	}
+	_ = body.Close()
 }
 
 func hasBody(req *http.Request) bool { return req.Body != nil && req.Body != http.NoBody }

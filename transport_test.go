@@ -80,20 +80,62 @@ func TestReturnsLastResponseUnchangedWhenRetriesRunOut(t *testing.T) {
 
 func TestDiscardedResponsesAreDrainedBoundedAndClosed(t *testing.T) {
 	big := strings.Repeat("x", 1<<20)
-	s := &script{outcomes: []outcome{{status: 503, body: "small"}, {status: 503, body: big}, {status: 200, body: "ok"}}}
+	s := &script{outcomes: []outcome{
+		{status: 503, body: "small"},
+		{status: 503, body: big, unsized: true},
+		{status: 503, body: big},
+		{status: 200, body: "ok"},
+	}}
 	tr := &Transport{Base: s, Backoff: noWait}
 	resp, err := tr.RoundTrip(get(t, "http://api.test/"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	small, large := s.bodies[0], s.bodies[1]
-	if small.read.Load() != 5 || small.closed.Load() != 1 {
-		t.Errorf("small body: read %d, closed %d; want drained and closed once", small.read.Load(), small.closed.Load())
+	tests := []struct {
+		name string
+		body *trackedBody
+		read int64
+	}{
+		{"small body", s.bodies[0], 5},
+		{"large body of unknown length", s.bodies[1], DefaultDrainBytes},
+		{"body announced larger than the drain limit", s.bodies[2], 0},
 	}
-	if large.read.Load() != DefaultDrainBytes || large.closed.Load() != 1 {
-		t.Errorf("large body: read %d, closed %d; want %d read and closed once", large.read.Load(), large.closed.Load(), DefaultDrainBytes)
+	for _, tt := range tests {
+		if tt.body.read.Load() != tt.read || tt.body.closed.Load() != 1 {
+			t.Errorf("%s: read %d, closed %d; want %d read and closed once", tt.name, tt.body.read.Load(), tt.body.closed.Load(), tt.read)
+		}
 	}
+}
+
+// A discarded response whose body stalls must not hold the retry: the
+// drain is bounded in time as well as in bytes.
+func TestStalledDiscardedBodyDoesNotHoldTheRetry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stalled, pw := io.Pipe()
+		defer pw.Close()
+		go pw.Write([]byte("oops")) // 4 of the 100 bytes announced, then silence
+		calls := 0
+		base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			calls++
+			if calls == 1 {
+				return &http.Response{StatusCode: 503, Body: stalled, ContentLength: 100, Request: r}, nil
+			}
+			return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://api.test/", nil)
+		start := time.Now()
+		resp, err := (&Transport{Base: base, Backoff: noWait}).RoundTrip(req)
+		if err != nil {
+			t.Fatalf("err %v after %v; want the retry's 200", err, time.Since(start))
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || time.Since(start) != drainTime {
+			t.Fatalf("status %d after %v; want 200 after the drain's %v", resp.StatusCode, time.Since(start), drainTime)
+		}
+	})
 }
 
 func TestFirstSuccessIsPassedThroughUntouched(t *testing.T) {
@@ -548,6 +590,30 @@ func TestAttemptTimeout(t *testing.T) {
 				t.Fatalf("err %v after %d attempts; want ErrAttemptTimeout after 1", err, attempts)
 			}
 		})
+	})
+}
+
+// A response that arrived is handed back even when the attempt timer fired
+// as it came: for an unkeyed POST that was applied, hiding the 200 behind
+// a timeout would invite the caller to charge again.
+func TestResponseArrivingAsTheAttemptTimesOutIsHandedBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		attempts := 0
+		base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			attempts++
+			<-r.Context().Done() // the answer comes just as the timer fires
+			return &http.Response{StatusCode: 200, Body: io.NopCloser(strings.NewReader("charged")), Request: r}, nil
+		})
+		tr := &Transport{Base: base, AttemptTimeout: time.Second, Backoff: noWait}
+		req, _ := http.NewRequest(http.MethodPost, "http://api.test/charges", strings.NewReader("charge"))
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("err %v; want the 200 that arrived", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || attempts != 1 {
+			t.Fatalf("status %d after %d attempts; want the 200 after 1", resp.StatusCode, attempts)
+		}
 	})
 }
 
