@@ -14,8 +14,10 @@ import (
 // substitutes http.NoBody), so every layer and option must too.
 func TestBaseResponseWithNilBody(t *testing.T) {
 	stacks := map[string]func(http.RoundTripper) http.RoundTripper{
-		"New":               func(b http.RoundTripper) http.RoundTripper { return New(b, WithBackoff(0, 0)) },
-		"attempt timeout":   func(b http.RoundTripper) http.RoundTripper { return New(b, WithBackoff(0, 0), WithAttemptTimeout(time.Minute)) },
+		"New": func(b http.RoundTripper) http.RoundTripper { return New(b, WithBackoff(0, 0)) },
+		"attempt timeout": func(b http.RoundTripper) http.RoundTripper {
+			return New(b, WithBackoff(0, 0), WithAttemptTimeout(time.Minute))
+		},
 		"no key injection":  func(b http.RoundTripper) http.RoundTripper { return New(b, WithBackoff(0, 0), WithKeyMethods()) },
 		"no retries":        func(b http.RoundTripper) http.RoundTripper { return New(b, WithMaxRetries(0)) },
 		"no budget":         func(b http.RoundTripper) http.RoundTripper { return New(b, WithBackoff(0, 0), WithBudget(nil)) },
