@@ -338,7 +338,9 @@ func TestRetryAfter(t *testing.T) {
 		{name: "over the cap returns at once", status: 429, retryAfter: secs("120"), wantStop: StopRetryAfterTooLong},
 		{name: "custom cap", status: 503, retryAfter: secs("10"), cap: 5 * time.Second, wantStop: StopRetryAfterTooLong},
 		{name: "past the deadline returns at once", status: 429, retryAfter: secs("5"), deadline: 3 * time.Second, wantStop: StopDeadline},
-		{name: "jitter trimmed to the deadline", status: 429, retryAfter: secs("10"), deadline: 10*time.Second + time.Millisecond, wantWait: 10 * time.Second},
+		{name: "jitter trimmed to leave the next attempt its time", status: 429, retryAfter: secs("10"), deadline: 10*time.Second + minAttemptTime + time.Millisecond, wantWait: 10 * time.Second},
+		{name: "a wait leaving too little time is not started", status: 429, retryAfter: secs("1"), deadline: 1030 * time.Millisecond, wantStop: StopDeadline},
+		{name: "a wait leaving exactly the minimum is made", status: 429, retryAfter: secs("1"), deadline: time.Second + minAttemptTime, wantWait: time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -463,6 +465,36 @@ func TestBackoffThatWouldPassTheDeadlineIsNotStarted(t *testing.T) {
 			t.Fatalf("returned after %v; want 1s (one wait, not a second one past the deadline)", elapsed)
 		}
 	})
+}
+
+// A backoff that would leave the next attempt less than minAttemptTime is
+// not started either: the 503 is handed back, not a bare deadline error.
+func TestBackoffLeavingTooLittleTimeIsNotStarted(t *testing.T) {
+	for _, tt := range []struct {
+		left     time.Duration
+		attempts int
+	}{
+		{time.Second + minAttemptTime - time.Millisecond, 1},
+		{time.Second + minAttemptTime, 2},
+	} {
+		synctest.Test(t, func(t *testing.T) {
+			s := &script{outcomes: statuses(503, 200)}
+			tr := &Transport{Base: s, Backoff: Exponential{Initial: time.Second, Max: time.Second, Jitter: NoJitter}}
+			ctx, cancel := context.WithTimeout(context.Background(), tt.left)
+			defer cancel()
+			resp, err := tr.RoundTrip(get(t, "http://api.test/").WithContext(ctx))
+			if err != nil {
+				t.Fatalf("%v left: %v", tt.left, err)
+			}
+			resp.Body.Close()
+			if s.attempts() != tt.attempts {
+				t.Fatalf("%v left: %d attempts, want %d", tt.left, s.attempts(), tt.attempts)
+			}
+			if tt.attempts == 1 && (resp.StatusCode != 503 || Stopped(resp) != StopDeadline) {
+				t.Fatalf("%v left: status %d, stopped %v; want the 503, stopped for the deadline", tt.left, resp.StatusCode, Stopped(resp))
+			}
+		})
+	}
 }
 
 func TestCancelDuringWaitEndsAtOnceWithTheCause(t *testing.T) {

@@ -18,7 +18,8 @@ type waitSchedule struct {
 }
 
 // next returns the wait before the next retry, or the reason not to wait:
-// a Retry-After over the cap, or a wait that would end past the deadline.
+// a Retry-After over the cap, or a wait that would leave the next attempt
+// less than minAttemptTime before the deadline.
 func (w *waitSchedule) next(ctx context.Context, t *Transport, resp *http.Response) (time.Duration, StopReason) {
 	now := time.Now()
 	deadline, hasDeadline := ctx.Deadline()
@@ -28,10 +29,11 @@ func (w *waitSchedule) next(ctx context.Context, t *Transport, resp *http.Respon
 			return 0, StopRetryAfterTooLong
 		}
 		if hasDeadline {
-			if !now.Add(hint).Before(deadline) {
+			room := deadline.Sub(now) - minAttemptTime
+			if hint > room {
 				return 0, StopDeadline
 			}
-			limit = min(limit, deadline.Sub(now))
+			limit = min(limit, room) // the upward jitter never eats into the attempt's time
 		}
 		// gRPC A6: after a server-directed wait the backoff starts over.
 		w.retry, w.prev, w.serverDirected = 0, 0, true
@@ -40,11 +42,20 @@ func (w *waitSchedule) next(ctx context.Context, t *Transport, resp *http.Respon
 	w.retry++
 	d := t.backoff().Delay(w.retry, w.prev)
 	w.prev, w.serverDirected = d, false
-	if hasDeadline && d > 0 && !now.Add(d).Before(deadline) {
+	if hasDeadline && d > deadline.Sub(now)-minAttemptTime {
 		return 0, StopDeadline
 	}
 	return d, StopNone
 }
+
+// minAttemptTime is the least time an attempt must have before the
+// caller's deadline for a retry to be worth making. A wait that would
+// leave less is not started, and the last response or error is handed
+// back: a retry started with no time left can only end in a bare
+// deadline error, which tells the caller less than the 503 or 429 it
+// replaced. 100ms covers a round trip across a continent with room to
+// spare.
+const minAttemptTime = 100 * time.Millisecond
 
 // serverHint returns the Retry-After of a response whose status makes it
 // meaningful for a retry: 429, 503, and 413 (RFC 9110 §15.5.14).
