@@ -22,7 +22,8 @@ func send(base http.RoundTripper, req *http.Request, timeout time.Duration) (*ht
 	}
 	ctx, cancel := context.WithCancelCause(req.Context())
 	timer := time.AfterFunc(timeout, func() { cancel(ErrAttemptTimeout) })
-	resp, err := base.RoundTrip(req.WithContext(ctx))
+	attempt := req.WithContext(ctx)
+	resp, err := base.RoundTrip(attempt)
 	timer.Stop()
 	if err != nil {
 		cancel(nil)
@@ -35,6 +36,11 @@ func send(base http.RoundTripper, req *http.Request, timeout time.Duration) (*ht
 	// it came: its status is real (a 200 for a write that was applied)
 	// and must not be hidden behind a timeout, though its body may then
 	// fail to read.
+	if resp.Request == attempt {
+		// The attempt's context ends with its body; a follow-up request
+		// built from resp.Request.Context() must not inherit that end.
+		resp.Request = req
+	}
 	if resp.Body == nil {
 		cancel(nil) // nothing to read: http.Client substitutes NoBody
 		return resp, nil

@@ -3,14 +3,22 @@ package saferetry
 import (
 	"context"
 	"net/http"
+	"sync/atomic"
 )
 
 // runRecord is what the retry layer remembers about one logical request,
 // read back by Attempts and Stopped. It travels in the context of the
-// requests the layer sends, so a response's Request leads back to it.
+// requests the layer sends, so a response's Request leads back to it. A
+// context outlives its run (a follow-up request is naturally built from
+// resp.Request.Context()), so the record also says whether its run is
+// still going and which response it handed back: a later request that
+// inherits it is neither taken for a nested layer's request nor credited
+// with this run's attempts.
 type runRecord struct {
 	attempts int
 	stopped  StopReason
+	resp     *http.Response // the response the run handed back, once recorded
+	running  atomic.Bool    // the run is in progress: inner layers pass through
 }
 
 // runKey is the context key of the runRecord. Its presence also marks the
@@ -32,9 +40,18 @@ func (c *runContext) Value(key any) any {
 	return c.Context.Value(key)
 }
 
+// withRunRecord returns ctx carrying a new record of a run in progress.
 func withRunRecord(ctx context.Context) (context.Context, *runRecord) {
 	rc := &runContext{Context: ctx, rec: runRecord{attempts: 1}}
+	rc.rec.running.Store(true)
 	return rc, &rc.rec
+}
+
+// runInProgress reports whether ctx belongs to a run that is still going:
+// the request is an attempt of an outer retry layer.
+func runInProgress(ctx context.Context) bool {
+	rec := runRecordFrom(ctx)
+	return rec != nil && rec.running.Load()
 }
 
 func runRecordFrom(ctx context.Context) *runRecord {
@@ -65,9 +82,14 @@ func Stopped(resp *http.Response) StopReason {
 	return StopNone
 }
 
+// recordOf returns the record of the run that handed resp back, if one
+// recorded it.
 func recordOf(resp *http.Response) *runRecord {
 	if resp == nil || resp.Request == nil {
 		return nil
 	}
-	return runRecordFrom(resp.Request.Context())
+	if rec := runRecordFrom(resp.Request.Context()); rec != nil && rec.resp == resp {
+		return rec
+	}
+	return nil
 }

@@ -79,7 +79,7 @@ var _ http.RoundTripper = (*Transport)(nil)
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	base := t.base.resolve(t.Base)
 	ctx := req.Context()
-	if req.URL == nil || runRecordFrom(ctx) != nil {
+	if req.URL == nil || runInProgress(ctx) {
 		// Nothing to retry, or an outer saferetry layer already retries
 		// this request: retrying here too would multiply attempts.
 		return base.RoundTrip(req)
@@ -92,7 +92,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		keyed:    hasKey(req.Header, t.KeyHeader),
 		strategy: t.strategy(),
 	}
-	return run.loop()
+	resp, err := run.loop()
+	if run.rec != nil {
+		run.rec.running.Store(false)
+	}
+	return resp, err
 }
 
 // CloseIdleConnections forwards to the base transport.
@@ -311,15 +315,20 @@ func (r *retryRun) finish(a Attempt, stop StopReason) (*http.Response, error) {
 // the context of the response's request.
 func (r *retryRun) record(a Attempt, stop StopReason) {
 	resp := a.Response
-	if r.rec == nil || recordOf(resp) != r.rec {
-		if resp.Request == nil {
-			resp.Request = a.Request
+	if resp.Request == nil {
+		resp.Request = a.Request
+	}
+	if r.rec == nil || runRecordFrom(resp.Request.Context()) != r.rec {
+		// The response does not lead back to the run's record (the base
+		// sent a request of its own): give it one.
+		if r.rec != nil {
+			r.rec.running.Store(false)
 		}
 		ctx, rec := withRunRecord(resp.Request.Context())
 		resp.Request = resp.Request.WithContext(ctx)
 		r.rec = rec
 	}
-	r.rec.attempts, r.rec.stopped = a.Number, stop
+	r.rec.attempts, r.rec.stopped, r.rec.resp = a.Number, stop, resp
 }
 
 // canceled is the error for a run whose caller's context ended. On the

@@ -666,6 +666,63 @@ func TestNestedStacksDoNotMultiplyAttempts(t *testing.T) {
 	}
 }
 
+// A follow-up request built from a response's request context (the next
+// page, a "next" link) is a new logical request: the mark its context
+// inherited says the earlier run is over, so it is retried and counted
+// afresh, not passed through as a nested layer's attempt.
+func TestFollowUpRequestFromAResponseContextIsANewRun(t *testing.T) {
+	s := &script{outcomes: statuses(503, 200, 503, 503, 200, 200)}
+	// A base that is not a plain *http.Transport makes the layer mark
+	// every request, the case where the mark could leak.
+	stack := New(roundTripperFunc(s.RoundTrip), WithBackoff(0, 0), WithBudget(nil))
+	first, err := stack.RoundTrip(get(t, "http://api.test/page/1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Body.Close()
+	next := func(path string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(first.Request.Context(), http.MethodGet, "http://api.test"+path, nil)
+		resp, err := stack.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	second := next("/page/2")
+	if second.StatusCode != 200 || Attempts(second) != 3 || s.attempts() != 5 {
+		t.Fatalf("page 2: status %d, Attempts %d, %d requests in all; want 200 after 3 attempts, 5 in all",
+			second.StatusCode, Attempts(second), s.attempts())
+	}
+	third := next("/page/3")
+	if Attempts(third) != 1 || Stopped(third) != StopNone {
+		t.Fatalf("page 3: Attempts %d, Stopped %v; want 1 and none, not the earlier run's", Attempts(third), Stopped(third))
+	}
+	if Attempts(first) != 2 {
+		t.Fatalf("page 1: Attempts %d, want 2", Attempts(first))
+	}
+}
+
+// The attempt timeout's context ends when the body is closed; a follow-up
+// built from resp.Request.Context() must not be canceled by it.
+func TestFollowUpRequestDoesNotInheritTheAttemptTimeout(t *testing.T) {
+	srv := newRecordingServer(t, 200, 200)
+	stack := New(srv.Client().Transport, WithAttemptTimeout(time.Minute))
+	first, err := stack.RoundTrip(get(t, srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, first.Body)
+	first.Body.Close()
+	req, _ := http.NewRequestWithContext(first.Request.Context(), http.MethodGet, srv.URL, nil)
+	second, err := stack.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("follow-up: %v", err)
+	}
+	second.Body.Close()
+}
+
 type idleCounter struct {
 	roundTripperFunc
 	closed int
