@@ -8,20 +8,23 @@ import (
 	"github.com/hashicorp/go-cleanhttp"
 )
 
-// lazyBase resolves a layer's Base field. A nil Base means a pooled
-// transport of the layer's own, created on first use: never
-// http.DefaultTransport, whose state every package in a process shares.
-type lazyBase struct {
-	once     sync.Once
-	fallback http.RoundTripper
+// sharedBase is the transport of every layer whose Base is nil: a pooled
+// transport of this package's own, created on first use, never
+// http.DefaultTransport, whose settings any package in the process may
+// change. A layer holds no state of its own for it, so a Transport can be
+// copied (per-request overrides do).
+var sharedBase struct {
+	once sync.Once
+	t    *http.Transport
 }
 
-func (l *lazyBase) resolve(base http.RoundTripper) http.RoundTripper {
-	if base != nil {
-		return base
+// baseOr returns rt, or the shared default transport when rt is nil.
+func baseOr(rt http.RoundTripper) http.RoundTripper {
+	if rt != nil {
+		return rt
 	}
-	l.once.Do(func() { l.fallback = defaultBase() })
-	return l.fallback
+	sharedBase.once.Do(func() { sharedBase.t = defaultBase() })
+	return sharedBase.t
 }
 
 // HTTP/2 health checks of the default base, as Kubernetes' client-go sets

@@ -379,7 +379,7 @@ func BenchmarkClassify(b *testing.B) {
 func BenchmarkExponentialDelay(b *testing.B) {
 	for _, j := range []Jitter{FullJitter, DecorrelatedJitter} {
 		b.Run("jitter="+j.String(), func(b *testing.B) {
-			e := Exponential{Initial: DefaultInitialBackoff, Max: DefaultMaxBackoff, Jitter: j}
+			e := Exponential{Initial: defaultBackoff.Initial, Max: defaultBackoff.Max, Jitter: j}
 			var prev time.Duration
 			b.ReportAllocs()
 			retry := 0

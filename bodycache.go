@@ -13,10 +13,10 @@ import (
 // or the round trip is over. A retry layer that sees it stops retrying.
 var ErrBodyNotReplayable = bodyreplay.ErrNotReplayable
 
-// DefaultMaxBodyBytes is the most bytes BodyCache keeps of a body it can
+// defaultMaxBodyBytes is the most bytes BodyCache keeps of a body it can
 // only read as a stream, when MaxBodyBytes is 0: 1 MiB, as Envoy and
 // grpc-java.
-const DefaultMaxBodyBytes = 1 << 20
+const defaultMaxBodyBytes = 1 << 20
 
 // BodyCache is a RoundTripper that makes a request body replayable, so that
 // a retry layer below it (Transport) can send it again, byte for byte, and
@@ -54,19 +54,17 @@ type BodyCache struct {
 	Base http.RoundTripper
 
 	// MaxBodyBytes is the most bytes kept of a body that can only be read
-	// as a stream. 0 means DefaultMaxBodyBytes; negative means none is
+	// as a stream. 0 means 1 MiB; negative means none is
 	// kept, so such a request is retried only if its body was not read at
 	// all. A body whose ContentLength is over the limit is not kept either.
 	MaxBodyBytes int64
-
-	base lazyBase
 }
 
 var _ http.RoundTripper = (*BodyCache)(nil)
 
 // RoundTrip sends req through Base with a replayable body.
 func (c *BodyCache) RoundTrip(req *http.Request) (*http.Response, error) {
-	base := c.base.resolve(c.Base)
+	base := baseOr(c.Base)
 	if req.Body == nil || req.Body == http.NoBody || req.GetBody != nil {
 		return base.RoundTrip(req)
 	}
@@ -77,7 +75,7 @@ func (c *BodyCache) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	limit := c.MaxBodyBytes
 	if limit == 0 {
-		limit = DefaultMaxBodyBytes
+		limit = defaultMaxBodyBytes
 	}
 	l := &lazyRequest{req: *req}
 	l.body.Init(req.Body, limit, req.ContentLength)
@@ -87,7 +85,7 @@ func (c *BodyCache) RoundTrip(req *http.Request) (*http.Response, error) {
 // CloseIdleConnections closes the idle connections of Base, or of the
 // BodyCache's own transport, if it has such a method.
 func (c *BodyCache) CloseIdleConnections() {
-	closeIdleConnections(c.base.resolve(c.Base))
+	closeIdleConnections(baseOr(c.Base))
 }
 
 // sectionRequest and lazyRequest hold the request passed down and its body

@@ -804,8 +804,8 @@ func TestBodyCacheLimit(t *testing.T) {
 		{"ContentLength over, one byte read", limit, 2 * limit, true, 1, false},
 		{"negative limit, nothing read", -1, 10, false, 0, true},
 		{"negative limit, one byte read", -1, 10, false, 1, false},
-		{"default limit", 0, DefaultMaxBodyBytes, false, DefaultMaxBodyBytes, true},
-		{"default limit, one byte over", 0, DefaultMaxBodyBytes + 1, false, DefaultMaxBodyBytes + 1, false},
+		{"default limit", 0, defaultMaxBodyBytes, false, defaultMaxBodyBytes, true},
+		{"default limit, one byte over", 0, defaultMaxBodyBytes + 1, false, defaultMaxBodyBytes + 1, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data := payload(tc.size)
@@ -1009,9 +1009,9 @@ func TestBodyCacheReusesBuffers(t *testing.T) {
 	// occasional miss that the benchmarks show amortised.
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	for _, contentLength := range []int64{0, DefaultMaxBodyBytes} {
+	for _, contentLength := range []int64{0, defaultMaxBodyBytes} {
 		t.Run("ContentLength "+sizeName(int(contentLength)), func(t *testing.T) {
-			s := &resettableStream{data: payload(DefaultMaxBodyBytes)}
+			s := &resettableStream{data: payload(defaultMaxBodyBytes)}
 			req := newPost(t, "http://example.invalid/", s)
 			req.ContentLength = contentLength
 			c := &BodyCache{Base: drainTwice}

@@ -250,13 +250,13 @@ func TestCancelMidWait(t *testing.T) {
 			tr := srv.Transport()
 			defer tr.CloseIdleConnections()
 			base := &tracingBase{base: tr}
-			waiting := make(chan saferetry.RetryEvent, 1)
+			waiting := make(chan saferetry.Event, 1)
 			var once sync.Once
 			opts := []saferetry.Option{
 				// An hour: only the cancellation can end the wait.
 				saferetry.WithBackoff(time.Hour, time.Hour),
 				saferetry.WithJitter(saferetry.NoJitter),
-				saferetry.WithOnRetry(func(ev saferetry.RetryEvent) {
+				saferetry.WithHook(func(ev saferetry.Event) {
 					once.Do(func() { waiting <- ev })
 				}),
 			}
@@ -268,7 +268,7 @@ func TestCancelMidWait(t *testing.T) {
 			snap := snapshotRequest(req)
 
 			done := roundTripAsync(stack, req)
-			var ev saferetry.RetryEvent
+			var ev saferetry.Event
 			select {
 			case ev = <-waiting:
 			case <-time.After(signalTimeout):

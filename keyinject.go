@@ -11,19 +11,6 @@ import (
 	"github.com/google/uuid"
 )
 
-// DefaultKeyHeader is the header KeyInjector sets, as named by
-// draft-ietf-httpapi-idempotency-key-header and accepted by Stripe, Adyen,
-// PayPal and most APIs that deduplicate writes.
-const DefaultKeyHeader = "Idempotency-Key"
-
-// altKeyHeader is the other spelling servers use; a request carrying it is
-// keyed too, and its key is never replaced.
-const altKeyHeader = "X-Idempotency-Key"
-
-// MaxKeyLength is the longest key KeyInjector sends: Stripe's limit, which
-// is the tightest among the common APIs.
-const MaxKeyLength = 255
-
 // finishTimeout bounds KeyStore.Finish, which runs after the final
 // response arrived and before it is handed to the caller. A store that
 // stalls (an unreachable Redis, a SQLite file another process keeps
@@ -33,6 +20,10 @@ const MaxKeyLength = 255
 // above a healthy store's Finish (a round trip, an fsync) and short next
 // to what a caller waiting for an answer tolerates.
 const finishTimeout = time.Second
+
+// maxKeyLength is the longest key KeyInjector sends: Stripe's limit, the
+// tightest among the common APIs.
+const maxKeyLength = 255
 
 // ErrInvalidKey is wrapped by the error KeyInjector returns when its key
 // function produced a key that cannot be sent.
@@ -75,14 +66,14 @@ type KeyInjector struct {
 	// go-cleanhttp, created on first use.
 	Base http.RoundTripper
 	// Header is the header the key is sent in. Empty means
-	// DefaultKeyHeader.
+	// defaultKeyHeader.
 	Header string
 	// Methods lists the methods that get a key. Nil means POST and PATCH,
 	// the non-idempotent methods of RFC 9110; an empty non-nil slice keys
 	// nothing.
 	Methods []string
 	// NewKey returns a fresh key. Nil means a random UUID v4. Its result
-	// must be a valid header value of at most MaxKeyLength bytes.
+	// must be a valid header value of at most maxKeyLength bytes.
 	NewKey func() string
 	// Quoted sends the key as a structured-field string ("..."), the form
 	// the IETF draft (§2.1) specifies. The default is the bare key, which
@@ -94,7 +85,6 @@ type KeyInjector struct {
 	// has SQLite and Redis stores that do.
 	Store KeyStore
 
-	base   lazyBase
 	memory MemoryKeyStore
 }
 
@@ -102,16 +92,16 @@ var _ http.RoundTripper = (*KeyInjector)(nil)
 
 // RoundTrip implements http.RoundTripper.
 func (k *KeyInjector) RoundTrip(req *http.Request) (*http.Response, error) {
-	base := k.base.resolve(k.Base)
+	base := baseOr(k.Base)
 	if !k.wantsKey(req) {
 		return base.RoundTrip(req)
 	}
-	if op, named := OperationFrom(req.Context()); named {
+	if op, named := operationFrom(req.Context()); named {
 		return k.roundTripOperation(base, req, op)
 	}
 	key, err := k.newKey()
 	if err != nil {
-		closeRequestBody(req)
+		closeBody(req.Body)
 		return nil, err
 	}
 	return base.RoundTrip(k.withKey(req, key))
@@ -123,7 +113,7 @@ func (k *KeyInjector) RoundTrip(req *http.Request) (*http.Response, error) {
 func (k *KeyInjector) roundTripOperation(base http.RoundTripper, req *http.Request, op string) (*http.Response, error) {
 	key, err := k.beginOperation(req, op)
 	if err != nil {
-		closeRequestBody(req)
+		closeBody(req.Body)
 		return nil, &OperationError{Operation: op, Err: err}
 	}
 	resp, err := base.RoundTrip(k.withKey(req, key))
@@ -199,29 +189,33 @@ type keyedRequest struct {
 
 // CloseIdleConnections forwards to the base transport.
 func (k *KeyInjector) CloseIdleConnections() {
-	closeIdleConnections(k.base.resolve(k.Base))
+	closeIdleConnections(baseOr(k.Base))
 }
 
 func (k *KeyInjector) headerName() string {
 	if k.Header == "" {
-		return DefaultKeyHeader
+		return defaultKeyHeader
 	}
 	return http.CanonicalHeaderKey(k.Header)
 }
 
 // wantsKey reports whether req's method is keyed and it has no key yet.
 func (k *KeyInjector) wantsKey(req *http.Request) bool {
-	if !k.keysMethod(req.Method) {
+	if !k.keysMethod(req) {
 		return false
 	}
-	return !hasKey(req.Header, k.Header)
+	return keyOf(req.Header, k.Header) == ""
 }
 
-func (k *KeyInjector) keysMethod(method string) bool {
-	if k.Methods == nil {
+func (k *KeyInjector) keysMethod(req *http.Request) bool {
+	methods, method := k.Methods, req.Method
+	if ro := overridesFrom(req.Context()); ro != nil && ro.keyMethodsSet {
+		methods = ro.keyMethods // WithRequestOptions(ctx, WithKeyMethods(...))
+	}
+	if methods == nil {
 		return method == http.MethodPost || method == http.MethodPatch
 	}
-	for _, m := range k.Methods {
+	for _, m := range methods {
 		if m == method {
 			return true
 		}
@@ -247,8 +241,8 @@ func (k *KeyInjector) newKey() (string, error) {
 // the request: empty, too long, or with characters outside visible ASCII
 // (which also keeps the quoted form a valid structured-field string).
 func checkKey(key string) error {
-	if key == "" || len(key) > MaxKeyLength {
-		return fmt.Errorf("%w: length %d is outside 1..%d", ErrInvalidKey, len(key), MaxKeyLength)
+	if key == "" || len(key) > maxKeyLength {
+		return fmt.Errorf("%w: length %d is outside 1..%d", ErrInvalidKey, len(key), maxKeyLength)
 	}
 	for i := 0; i < len(key); i++ {
 		if c := key[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
@@ -256,28 +250,6 @@ func checkKey(key string) error {
 		}
 	}
 	return nil
-}
-
-// hasKey reports whether h carries a non-empty idempotency key under one
-// of the recognised names or under extra (which may be empty).
-func hasKey(h http.Header, extra string) bool {
-	if len(h) == 0 {
-		return false
-	}
-	if nonEmpty(h[DefaultKeyHeader]) || nonEmpty(h[altKeyHeader]) {
-		return true
-	}
-	return extra != "" && nonEmpty(h[http.CanonicalHeaderKey(extra)])
-}
-
-func nonEmpty(values []string) bool { return len(values) > 0 && values[0] != "" }
-
-// closeRequestBody closes req's body, as the RoundTripper contract asks
-// of every path that does not pass the request on.
-func closeRequestBody(req *http.Request) {
-	if req.Body != nil {
-		req.Body.Close()
-	}
 }
 
 // newUUID returns a random (version 4) UUID, as uuid.NewString does, with

@@ -23,7 +23,7 @@ const DefaultOperationTTL = 24 * time.Hour
 // string, bytes that are not UTF-8, NUL bytes and tens of KiB included (a
 // store that encodes names as text must encode them losslessly, or keep
 // them in a binary-safe field); a key is visible ASCII of at most
-// MaxKeyLength bytes (KeyInjector checks it); a Fingerprint's text form
+// 255 bytes (KeyInjector checks it); a Fingerprint's text form
 // (MarshalText) is ASCII. Package keystoretest in the keystore module
 // checks a store against this contract, hostile names included.
 //
@@ -170,7 +170,7 @@ func (s *MemoryKeyStore) Finish(ctx context.Context, op, key string, status int)
 	if !ok || rec.Key != key || status == 0 { // status 0 would read as pending
 		return nil
 	}
-	if !rec.Done() {
+	if !rec.Finished() {
 		s.push(byFinish, rec)
 	}
 	rec.Status = status
@@ -187,7 +187,7 @@ func (s *MemoryKeyStore) Pending(ctx context.Context) ([]OperationRecord, error)
 	s.expire(time.Now())
 	var pending []OperationRecord
 	for r := s.lists[byAge].head; r != nil; r = r.links[byAge].next {
-		if !r.Done() {
+		if !r.Finished() {
 			pending = append(pending, r.OperationRecord)
 		}
 	}
@@ -221,7 +221,7 @@ func (s *MemoryKeyStore) expire(now time.Time) {
 func (s *MemoryKeyStore) forget(r *memoryRecord) {
 	delete(s.ops, r.Operation)
 	s.unlink(byAge, r)
-	if r.Done() {
+	if r.Finished() {
 		s.unlink(byFinish, r)
 	}
 }

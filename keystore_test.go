@@ -58,14 +58,14 @@ func namedPost(t testing.TB, ctx context.Context, url, op, body string) *http.Re
 
 func TestOperationContext(t *testing.T) {
 	ctx := context.Background()
-	if op, ok := OperationFrom(ctx); ok || op != "" {
+	if op, ok := operationFrom(ctx); ok || op != "" {
 		t.Fatalf("background names %q, %v", op, ok)
 	}
 	ctx = WithOperation(ctx, "webhook/4711")
-	if op, ok := OperationFrom(ctx); !ok || op != "webhook/4711" {
+	if op, ok := operationFrom(ctx); !ok || op != "webhook/4711" {
 		t.Fatalf("got %q, %v", op, ok)
 	}
-	if op, ok := OperationFrom(WithOperation(ctx, "")); ok || op != "" {
+	if op, ok := operationFrom(WithOperation(ctx, "")); ok || op != "" {
 		t.Fatalf("the empty name must name nothing, got %q, %v", op, ok)
 	}
 }
@@ -525,7 +525,7 @@ func (s *MemoryKeyStore) size() int {
 	defer s.mu.Unlock()
 	for l, want := range [2]func(*memoryRecord) bool{
 		byAge:    func(*memoryRecord) bool { return true },
-		byFinish: (*memoryRecord).Done,
+		byFinish: (*memoryRecord).Finished,
 	} {
 		seen := 0
 		var prev *memoryRecord
@@ -569,7 +569,7 @@ func TestMemoryKeyStorePendingOldestFirst(t *testing.T) {
 		var got []string
 		for _, r := range p {
 			got = append(got, r.Operation+"="+r.Key)
-			if r.Fingerprint != fp || r.Done() {
+			if r.Fingerprint != fp || r.Finished() {
 				t.Fatalf("record %+v", r)
 			}
 		}
@@ -713,7 +713,7 @@ func TestStoreOnlyForNamedKeyedRequests(t *testing.T) {
 	store := &spyStore{}
 	var keys []string
 	k := &KeyInjector{Store: store, Base: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
-		keys = append(keys, r.Header.Get(DefaultKeyHeader))
+		keys = append(keys, r.Header.Get(defaultKeyHeader))
 		return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
 	})}
 	named := WithOperation(context.Background(), "op")
@@ -737,7 +737,7 @@ func TestStoreOnlyForNamedKeyedRequests(t *testing.T) {
 func TestNamedOperationQuotedKey(t *testing.T) {
 	var sent []string
 	k := &KeyInjector{Quoted: true, NewKey: func() string { return "k-1" }, Base: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
-		sent = append(sent, r.Header.Get(DefaultKeyHeader))
+		sent = append(sent, r.Header.Get(defaultKeyHeader))
 		return &http.Response{StatusCode: 503, Body: http.NoBody, Request: r}, nil
 	})}
 	for range 2 {
@@ -757,7 +757,7 @@ func TestNamedOperationFollowsRedirectWithItsKey(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		mu.Lock()
-		keys = append(keys, r.URL.Path+" "+r.Header.Get(DefaultKeyHeader))
+		keys = append(keys, r.URL.Path+" "+r.Header.Get(defaultKeyHeader))
 		mu.Unlock()
 		if r.URL.Path == "/old" {
 			http.Redirect(w, r, "/new", http.StatusTemporaryRedirect)
@@ -830,12 +830,12 @@ func TestNamedOperationsConcurrently(t *testing.T) {
 	keys := map[string]map[string]bool{}
 	var calls atomic.Int32
 	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
-		op, _ := OperationFrom(r.Context())
+		op, _ := operationFrom(r.Context())
 		mu.Lock()
 		if keys[op] == nil {
 			keys[op] = map[string]bool{}
 		}
-		keys[op][r.Header.Get(DefaultKeyHeader)] = true
+		keys[op][r.Header.Get(defaultKeyHeader)] = true
 		mu.Unlock()
 		io.Copy(io.Discard, r.Body)
 		r.Body.Close()
@@ -980,7 +980,7 @@ func TestUnnamedRequestsAllocateNothingMore(t *testing.T) {
 	byHand := testing.AllocsPerRun(100, func() {
 		r := *post
 		r.Header = post.Header.Clone()
-		r.Header[DefaultKeyHeader] = []string{uuid.NewString()}
+		r.Header[defaultKeyHeader] = []string{uuid.NewString()}
 		sink = &r
 	})
 	_ = sink

@@ -23,7 +23,7 @@ func TestBaseResponseWithNilBody(t *testing.T) {
 		"no budget":         func(b http.RoundTripper) http.RoundTripper { return New(b, WithBackoff(0, 0), WithBudget(nil)) },
 		"no body buffering": func(b http.RoundTripper) http.RoundTripper { return New(b, WithBackoff(0, 0), WithMaxBodyBytes(0)) },
 		"logger and hook": func(b http.RoundTripper) http.RoundTripper {
-			return New(b, WithBackoff(0, 0), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))), WithOnRetry(func(RetryEvent) {}))
+			return New(b, WithBackoff(0, 0), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))), WithHook(func(Event) {}))
 		},
 		"KeyInjector": func(b http.RoundTripper) http.RoundTripper { return &KeyInjector{Base: b} },
 		"BodyCache":   func(b http.RoundTripper) http.RoundTripper { return &BodyCache{Base: b} },

@@ -3,58 +3,47 @@ package saferetry
 import (
 	"context"
 	"log/slog"
-	"net/http"
 	"time"
 )
 
-// RetryEvent describes a retry about to be made, or one refused. It is
-// what Transport.OnRetry receives and what the logger records.
-type RetryEvent struct {
-	// Request is the attempt's request. Hooks must not modify it or read
-	// its body.
-	Request *http.Request
-	// Attempt is the number of the attempt that just failed (1 for the
-	// first).
-	Attempt int
+// Event describes an attempt's outcome and what the retry loop does next:
+// a retry after Delay, or, when Stopped is set, no retry, and why. It is
+// what the hook set by WithHook (Transport.Hook) receives and what the
+// logger records.
+type Event struct {
+	// Attempt is the attempt that just ended: its request (which hooks
+	// must not modify, nor read the body of), its response or error, and
+	// its number. A hook must not read the response's body.
+	Attempt
 	// Delay is the wait before the next attempt; zero when Stopped is set.
 	Delay time.Duration
 	// ServerDirected reports that Delay honours the server's Retry-After.
 	ServerDirected bool
-	// StatusCode is the failed attempt's status, or 0 for a transport
-	// error.
-	StatusCode int
-	// Err is the failed attempt's transport error, or nil.
-	Err error
+	// Stopped is StopNone for a retry that will be made, and otherwise
+	// says why it will not (budget, deadline, retries spent, ...).
+	Stopped StopReason
 	// Key is the request's idempotency key, if it has one.
 	Key string
 	// Host is the destination host (and port, if given).
 	Host string
-	// Stopped is StopNone for a retry that will be made, and otherwise
-	// says why it will not (budget, deadline, retries spent, ...).
-	Stopped StopReason
 }
 
 // report sends the event to the hook and the logger, if any. Nothing is
 // built when neither is set, so the happy path pays nothing.
 func (t *Transport) report(ctx context.Context, a Attempt, delay time.Duration, serverDirected bool, stop StopReason) {
-	if t.OnRetry == nil && t.Logger == nil {
+	if t.Hook == nil && t.Logger == nil {
 		return
 	}
-	ev := RetryEvent{
-		Request:        a.Request,
-		Attempt:        a.Number,
+	ev := Event{
+		Attempt:        a,
 		Delay:          delay,
 		ServerDirected: serverDirected,
-		Err:            a.Err,
+		Stopped:        stop,
 		Key:            keyOf(a.Request.Header, t.KeyHeader),
 		Host:           a.Request.URL.Host,
-		Stopped:        stop,
 	}
-	if a.Response != nil {
-		ev.StatusCode = a.Response.StatusCode
-	}
-	if t.OnRetry != nil {
-		t.OnRetry(ev)
+	if t.Hook != nil {
+		t.Hook(ev)
 	}
 	if t.Logger != nil {
 		logEvent(ctx, t.Logger, ev)
@@ -63,14 +52,14 @@ func (t *Transport) report(ctx context.Context, a Attempt, delay time.Duration, 
 
 // logEvent writes one structured record. Only these fields are logged:
 // never bodies, Authorization or cookie values.
-func logEvent(ctx context.Context, logger *slog.Logger, ev RetryEvent) {
+func logEvent(ctx context.Context, logger *slog.Logger, ev Event) {
 	attrs := []slog.Attr{
-		slog.Int("attempt", ev.Attempt),
+		slog.Int("attempt", ev.Number),
 		slog.String("method", ev.Request.Method),
 		slog.String("host", ev.Host),
 	}
-	if ev.StatusCode != 0 {
-		attrs = append(attrs, slog.Int("status", ev.StatusCode))
+	if ev.Response != nil {
+		attrs = append(attrs, slog.Int("status", ev.Response.StatusCode))
 	}
 	if ev.Err != nil {
 		attrs = append(attrs, slog.String("error", ev.Err.Error()))
@@ -85,19 +74,4 @@ func logEvent(ctx context.Context, logger *slog.Logger, ev RetryEvent) {
 	}
 	attrs = append(attrs, slog.Duration("delay", ev.Delay), slog.Bool("retry_after", ev.ServerDirected))
 	logger.LogAttrs(ctx, slog.LevelInfo, "saferetry: retrying", attrs...)
-}
-
-// keyOf returns the request's idempotency key, if any.
-func keyOf(h http.Header, extra string) string {
-	for _, name := range [...]string{DefaultKeyHeader, altKeyHeader} {
-		if v := h[name]; len(v) > 0 && v[0] != "" {
-			return v[0]
-		}
-	}
-	if extra != "" {
-		if v := h[http.CanonicalHeaderKey(extra)]; len(v) > 0 {
-			return v[0]
-		}
-	}
-	return ""
 }

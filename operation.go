@@ -36,15 +36,15 @@ type operationKey struct{}
 //
 // The name identifies one operation across processes: derive it from the
 // caller's own durable identifiers (an order id, an event id), never from
-// anything random. The empty name names nothing: OperationFrom reports
-// false, and requests are keyed as if no operation were named.
+// anything random. The empty name names nothing: requests are keyed as if
+// no operation were named.
 func WithOperation(ctx context.Context, name string) context.Context {
 	return context.WithValue(ctx, operationKey{}, name)
 }
 
-// OperationFrom returns the operation named in ctx by WithOperation, and
+// operationFrom returns the operation named in ctx by WithOperation, and
 // whether one is.
-func OperationFrom(ctx context.Context) (string, bool) {
+func operationFrom(ctx context.Context) (string, bool) {
 	name, _ := ctx.Value(operationKey{}).(string)
 	return name, name != ""
 }
@@ -255,14 +255,7 @@ func finalStatus(resp *http.Response) bool {
 	case code < 400 || code >= 500:
 		return false
 	}
-	switch code {
-	case http.StatusRequestTimeout, http.StatusConflict, http.StatusTooManyRequests:
-		return false
-	case http.StatusRequestEntityTooLarge:
-		_, temporary := resp.Header["Retry-After"]
-		return !temporary
-	}
-	return true
+	return !askedToComeBack(resp)
 }
 
 // OperationRecord is what a KeyStore keeps about one named operation, and
@@ -276,7 +269,7 @@ type OperationRecord struct {
 }
 
 // Done reports whether the operation reached a final outcome.
-func (r OperationRecord) Done() bool { return r.Status != 0 }
+func (r OperationRecord) Finished() bool { return r.Status != 0 }
 
 // Resume decides a Begin for an operation the store already records,
 // for KeyStore implementations: it returns the recorded key when fp
@@ -287,7 +280,7 @@ func (r OperationRecord) Resume(fp Fingerprint) (string, error) {
 	switch {
 	case r.Fingerprint != fp:
 		return "", mismatch(r.Fingerprint, fp)
-	case r.Done():
+	case r.Finished():
 		return "", fmt.Errorf("%w with status %d", ErrOperationDone, r.Status)
 	}
 	return r.Key, nil

@@ -6,57 +6,71 @@ import (
 	"time"
 )
 
-// Option configures the stack New builds. Invalid values are programmer
-// errors: New panics with a message naming the option and the value, as
-// regexp.MustCompile does, rather than failing later at request time.
-type Option func(*config)
-
-// config collects the options before New assembles the layers.
-type config struct {
-	maxRetries     int
-	backoff        Exponential
-	strategy       Strategy
-	budget         *Budget
-	maxBodyBytes   int64
-	keyHeader      string
-	keyMethods     []string
-	keyFunc        func() string
-	quotedKeys     bool
-	keyStore       KeyStore
-	attemptTimeout time.Duration
-	maxRetryAfter  time.Duration
-	logger         *slog.Logger
-	onRetry        func(RetryEvent)
+// Option configures the stack New builds. The options of the retry loop
+// (WithMaxRetries, WithBackoff, WithJitter, WithStrategy,
+// WithAttemptTimeout, WithMaxRetryAfter) and WithKeyMethods can also apply
+// to single requests, through WithRequestOptions; the others configure
+// state the whole stack shares and panic there.
+//
+// Invalid values are programmer errors: the option panics with a message
+// naming itself and the value, as regexp.MustCompile does, rather than
+// failing later at request time. The zero Option is invalid.
+type Option struct {
+	name  string        // the constructor's name, for panics
+	scope optionScope   // which layer it configures
+	set   func(*target) // writes the option's value
 }
 
-func defaultConfig() config {
-	return config{
-		maxRetries:    DefaultMaxRetries,
-		backoff:       Exponential{Initial: DefaultInitialBackoff, Max: DefaultMaxBackoff, Jitter: FullJitter},
-		strategy:      DefaultStrategy,
-		budget:        NewBudget(),
-		maxBodyBytes:  DefaultMaxBodyBytes,
-		keyHeader:     DefaultKeyHeader,
-		maxRetryAfter: DefaultMaxRetryAfter,
-	}
+// optionScope says what an option configures, and so whether it can
+// apply to one request.
+type optionScope int
+
+const (
+	scopeStack optionScope = iota // state the whole stack shares
+	scopeLoop                     // the retry loop: per request too
+	scopeKeys                     // which requests get a key: per request too
+)
+
+// target is what an option writes: a stack's layers, or the overrides of
+// the requests sent with one context. Options write the layers' own
+// fields, so every default lives in one place: the layer's zero value.
+type target struct {
+	stack   *Stack            // nil for a request's overrides
+	retries *Transport        // the stack's retry layer, or a request's copy of it
+	request *requestOverrides // nil for a stack
 }
 
 func invalid(option string, value any, why string) {
 	panic(fmt.Sprintf("saferetry: %s(%v): %s", option, value, why))
 }
 
+// stackOption is an option that configures the whole stack.
+func stackOption(name string, set func(*Stack)) Option {
+	return Option{name: name, set: func(t *target) { set(t.stack) }}
+}
+
+// loopOption is an option of the retry loop, which can apply per request.
+func loopOption(name string, set func(*Transport)) Option {
+	return Option{name: name, scope: scopeLoop, set: func(t *target) { set(t.retries) }}
+}
+
 // WithMaxRetries sets how many retries follow the first attempt (default
-// 3, so 4 attempts). Zero disables retrying; negative values panic.
+// 3, so 4 attempts). Zero disables retrying; negative values panic. It can
+// apply per request.
 func WithMaxRetries(n int) Option {
 	if n < 0 {
 		invalid("WithMaxRetries", n, "must not be negative")
 	}
-	return func(c *config) { c.maxRetries = n }
+	if n == 0 {
+		n = -1 // Transport's zero means the default
+	}
+	return loopOption("WithMaxRetries", func(t *Transport) { t.MaxRetries = n })
 }
 
 // WithBackoff sets the exponential backoff bounds (default 100ms and 10s):
 // the wait before retry n is at most min(max, initial*2^(n-1)). (0, 0)
-// retries without waiting. Negative values or initial > max panic.
+// retries without waiting. Negative values or initial > max panic. It
+// replaces a custom Backoff with Exponential, and can apply per request.
 func WithBackoff(initial, max time.Duration) Option {
 	if initial < 0 || max < 0 {
 		invalid("WithBackoff", fmt.Sprintf("%v, %v", initial, max), "durations must not be negative")
@@ -64,31 +78,61 @@ func WithBackoff(initial, max time.Duration) Option {
 	if initial > max {
 		invalid("WithBackoff", fmt.Sprintf("%v, %v", initial, max), "initial must not exceed max")
 	}
-	return func(c *config) { c.backoff.Initial, c.backoff.Max = initial, max }
+	return loopOption("WithBackoff", func(t *Transport) {
+		e := exponentialOf(t.Backoff)
+		e.Initial, e.Max = initial, max
+		t.Backoff = e
+	})
 }
 
 // WithJitter sets how backoff waits are randomised (default FullJitter).
+// It replaces a custom Backoff with Exponential, and can apply per request.
 func WithJitter(j Jitter) Option {
 	if !j.valid() {
 		invalid("WithJitter", int(j), "unknown jitter")
 	}
-	return func(c *config) { c.backoff.Jitter = j }
+	return loopOption("WithJitter", func(t *Transport) {
+		e := exponentialOf(t.Backoff)
+		e.Jitter = j
+		t.Backoff = e
+	})
 }
 
 // WithStrategy sets the outcome classifier (default DefaultStrategy). A
-// nil strategy panics.
+// nil strategy panics. It can apply per request.
 func WithStrategy(s Strategy) Option {
 	if s == nil {
 		invalid("WithStrategy", "nil", "strategy must not be nil")
 	}
-	return func(c *config) { c.strategy = s }
+	return loopOption("WithStrategy", func(t *Transport) { t.Strategy = s })
+}
+
+// WithAttemptTimeout bounds each attempt until its response headers
+// arrive (default: no bound; LLM and streaming APIs legitimately take long
+// to answer). Reading the body is not bounded. Zero removes the bound;
+// negative values panic. It can apply per request.
+func WithAttemptTimeout(d time.Duration) Option {
+	if d < 0 {
+		invalid("WithAttemptTimeout", d, "must not be negative")
+	}
+	return loopOption("WithAttemptTimeout", func(t *Transport) { t.AttemptTimeout = d })
+}
+
+// WithMaxRetryAfter caps the Retry-After the stack waits for (default
+// 60s); a response asking for longer is returned at once. It must be
+// positive. It can apply per request.
+func WithMaxRetryAfter(d time.Duration) Option {
+	if d <= 0 {
+		invalid("WithMaxRetryAfter", d, "must be positive")
+	}
+	return loopOption("WithMaxRetryAfter", func(t *Transport) { t.MaxRetryAfter = d })
 }
 
 // WithBudget sets the retry budget. Each New has a budget of its own by
-// default (NewBudget()); pass one *Budget to several New calls to share
-// it, or nil to turn budgeting off.
+// default (NewBudget's defaults); pass one *Budget to several New calls to
+// share it, or nil to turn budgeting off.
 func WithBudget(b *Budget) Option {
-	return func(c *config) { c.budget = b }
+	return stackOption("WithBudget", func(s *Stack) { s.retries.Budget = b })
 }
 
 // WithMaxBodyBytes sets the most bytes of a non-replayable body buffered
@@ -98,7 +142,10 @@ func WithMaxBodyBytes(n int64) Option {
 	if n < 0 {
 		invalid("WithMaxBodyBytes", n, "must not be negative")
 	}
-	return func(c *config) { c.maxBodyBytes = n }
+	if n == 0 {
+		n = -1 // BodyCache's zero means the default
+	}
+	return stackOption("WithMaxBodyBytes", func(s *Stack) { s.bodies.MaxBodyBytes = n })
 }
 
 // WithKeyHeader sets the header the idempotency key is sent in (default
@@ -108,11 +155,15 @@ func WithKeyHeader(name string) Option {
 	if !validHeaderName(name) {
 		invalid("WithKeyHeader", fmt.Sprintf("%q", name), "not a valid header name")
 	}
-	return func(c *config) { c.keyHeader = name }
+	return stackOption("WithKeyHeader", func(s *Stack) {
+		// Both layers need the name: one to set it, one to recognise it.
+		s.keys.Header, s.retries.KeyHeader = name, name
+	})
 }
 
 // WithKeyMethods sets which methods get an idempotency key (default POST
-// and PATCH). Called with no methods, no key is injected.
+// and PATCH). Called with no methods, no key is injected. It can apply per
+// request, to turn injection off (or on) for one endpoint.
 func WithKeyMethods(methods ...string) Option {
 	for _, m := range methods {
 		if !validHeaderName(m) {
@@ -120,64 +171,51 @@ func WithKeyMethods(methods ...string) Option {
 		}
 	}
 	keyed := append(make([]string, 0, len(methods)), methods...)
-	return func(c *config) { c.keyMethods = keyed }
+	return Option{name: "WithKeyMethods", scope: scopeKeys, set: func(t *target) {
+		if t.request != nil {
+			t.request.keyMethods, t.request.keyMethodsSet = keyed, true
+			return
+		}
+		t.stack.keys.Methods = keyed
+	}}
 }
 
 // WithKeyFunc sets the function that makes idempotency keys (default: a
 // random UUID v4). Its keys must be visible ASCII without quotes, at most
-// MaxKeyLength bytes; a bad key fails its request with ErrInvalidKey.
+// 255 bytes; a bad key fails its request with ErrInvalidKey.
 func WithKeyFunc(newKey func() string) Option {
 	if newKey == nil {
 		invalid("WithKeyFunc", "nil", "key function must not be nil")
 	}
-	return func(c *config) { c.keyFunc = newKey }
+	return stackOption("WithKeyFunc", func(s *Stack) { s.keys.NewKey = newKey })
 }
 
 // WithQuotedKeys sends keys as structured-field strings ("..."), as
 // draft-ietf-httpapi-idempotency-key-header §2.1 specifies. The default is
 // the bare key, which Stripe and most deployed APIs expect.
 func WithQuotedKeys() Option {
-	return func(c *config) { c.quotedKeys = true }
+	return stackOption("WithQuotedKeys", func(s *Stack) { s.keys.Quoted = true })
 }
 
 // WithKeyStore sets where the idempotency keys of named operations
 // (WithOperation) are recorded (default: a MemoryKeyStore of the stack's
-// own, with its defaults, which survives no restart). A nil store panics.
-func WithKeyStore(s KeyStore) Option {
-	if s == nil {
+// own, which survives no restart). A nil store panics.
+func WithKeyStore(store KeyStore) Option {
+	if store == nil {
 		invalid("WithKeyStore", "nil", "store must not be nil")
 	}
-	return func(c *config) { c.keyStore = s }
-}
-
-// WithAttemptTimeout bounds each attempt until its response headers
-// arrive (default: no bound; LLM and streaming APIs legitimately take long
-// to answer). Reading the body is not bounded. Negative values panic.
-func WithAttemptTimeout(d time.Duration) Option {
-	if d < 0 {
-		invalid("WithAttemptTimeout", d, "must not be negative")
-	}
-	return func(c *config) { c.attemptTimeout = d }
-}
-
-// WithMaxRetryAfter caps the Retry-After the stack waits for (default
-// 60s); a response asking for longer is returned at once. It must be
-// positive.
-func WithMaxRetryAfter(d time.Duration) Option {
-	if d <= 0 {
-		invalid("WithMaxRetryAfter", d, "must be positive")
-	}
-	return func(c *config) { c.maxRetryAfter = d }
+	return stackOption("WithKeyStore", func(s *Stack) { s.keys.Store = store })
 }
 
 // WithLogger logs one structured record per retry and per retry refused
 // (default: silent). Bodies, Authorization and cookies are never logged.
 func WithLogger(l *slog.Logger) Option {
-	return func(c *config) { c.logger = l }
+	return stackOption("WithLogger", func(s *Stack) { s.retries.Logger = l })
 }
 
-// WithOnRetry sets a hook called once per retry and per retry refused,
-// for metrics. It runs on the request's goroutine and must not block.
-func WithOnRetry(hook func(RetryEvent)) Option {
-	return func(c *config) { c.onRetry = hook }
+// WithHook sets a function called with an Event for every retry and every
+// retry refused, for metrics and tracing. It runs on the request's
+// goroutine and must not block.
+func WithHook(hook func(Event)) Option {
+	return stackOption("WithHook", func(s *Stack) { s.retries.Hook = hook })
 }

@@ -25,7 +25,7 @@ func TestInvalidOptionsPanicNamingTheOption(t *testing.T) {
 		{"nil key func", func() Option { return WithKeyFunc(nil) }, "WithKeyFunc(nil)"},
 		{"negative attempt timeout", func() Option { return WithAttemptTimeout(-time.Second) }, "WithAttemptTimeout(-1s)"},
 		{"zero Retry-After cap", func() Option { return WithMaxRetryAfter(0) }, "WithMaxRetryAfter(0s)"},
-		{"nil option", func() Option { New(nil, WithMaxRetries(1), nil); return nil }, "New: option 1 is nil"},
+		{"zero option", func() Option { New(nil, WithMaxRetries(1), Option{}); return Option{} }, "New: option 1 is the zero Option"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -44,13 +44,13 @@ func TestValidEdgeOptionsDoNotPanic(t *testing.T) {
 	s := New(nil, WithMaxRetries(0), WithBackoff(0, 0), WithMaxBodyBytes(0), WithKeyMethods(),
 		WithAttemptTimeout(0), WithBudget(nil), WithLogger(nil), WithJitter(DecorrelatedJitter))
 	defer s.CloseIdleConnections()
-	if s.Retries.maxRetries() != 0 {
-		t.Fatalf("WithMaxRetries(0) gave %d retries", s.Retries.maxRetries())
+	if s.retries.maxRetries() != 0 {
+		t.Fatalf("WithMaxRetries(0) gave %d retries", s.retries.maxRetries())
 	}
-	if s.Retries.Budget != nil {
+	if s.retries.Budget != nil {
 		t.Fatal("WithBudget(nil) left a budget")
 	}
-	if d := New(nil).Retries; d.Budget == nil || d.maxRetries() != DefaultMaxRetries {
+	if d := New(nil).retries; d.Budget == nil || d.maxRetries() != defaultMaxRetries {
 		t.Fatal("New without options must have the default budget and retries")
 	}
 }

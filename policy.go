@@ -51,11 +51,18 @@ func (j Jitter) String() string {
 
 func (j Jitter) valid() bool { return j >= FullJitter && j <= DecorrelatedJitter }
 
-// Default backoff bounds used by New and by a zero Transport.
-const (
-	DefaultInitialBackoff = 100 * time.Millisecond
-	DefaultMaxBackoff     = 10 * time.Second
-)
+// defaultBackoff is the backoff of a Transport whose Backoff is nil:
+// AWS's recommendation of full jitter, from 100ms doubling to 10s.
+var defaultBackoff = Exponential{Initial: 100 * time.Millisecond, Max: 10 * time.Second, Jitter: FullJitter}
+
+// exponentialOf returns b if it is an Exponential, and the default
+// backoff otherwise: what WithBackoff and WithJitter start from.
+func exponentialOf(b Backoff) Exponential {
+	if e, ok := b.(Exponential); ok {
+		return e
+	}
+	return defaultBackoff
+}
 
 // Exponential is capped exponential backoff with jitter: before retry n the
 // ceiling is d = min(Max, Initial * 2^(n-1)), and Jitter picks the wait

@@ -104,7 +104,7 @@ func TestSoak(t *testing.T) {
 		saferetry.WithKeyMethods(http.MethodPost), // POST keyed, PATCH not
 		saferetry.WithAttemptTimeout(2*time.Second),
 		saferetry.WithMaxBodyBytes(64<<10),
-		saferetry.WithOnRetry(func(ev saferetry.RetryEvent) {
+		saferetry.WithHook(func(ev saferetry.Event) {
 			if ev.Stopped == saferetry.StopNone {
 				counts.retries.Add(1)
 			} else if int(ev.Stopped) < len(counts.refused) {

@@ -1,18 +1,18 @@
 package saferetry
 
 import (
-	"fmt"
 	"net/http"
+	"strconv"
 )
 
 // Stack is the standard saferetry stack, outermost first: KeyInjector,
 // BodyCache, Transport, then the base transport. Build it with New; its
-// layers are exposed for inspection and must not be changed once in use.
-// Safe for concurrent use.
+// configuration is fixed once built. Safe for concurrent use.
 type Stack struct {
-	Keys    *KeyInjector
-	Bodies  *BodyCache
-	Retries *Transport
+	keys    KeyInjector
+	bodies  BodyCache
+	retries Transport
+	choose  func(*http.Request) []Option // WithRequestOptionsFunc
 }
 
 var _ http.RoundTripper = (*Stack)(nil)
@@ -22,47 +22,27 @@ var _ http.RoundTripper = (*Stack)(nil)
 // state every package in the process shares), with HTTP/2 health checks
 // that close a connection that stopped answering: pinged after 30s
 // without a frame, closed if the ping goes unanswered for 15s or a write
-// makes no progress for 30s. The result is meant for
-// http.Client.Transport. New panics on an invalid or nil option, naming it.
+// makes no progress for 30s. The stack has a retry budget of its own
+// (NewBudget's defaults) unless WithBudget says otherwise. The result is
+// meant for http.Client.Transport. New panics on an invalid option,
+// naming it.
 func New(base http.RoundTripper, opts ...Option) *Stack {
-	cfg := defaultConfig()
-	for i, opt := range opts {
-		if opt == nil {
-			panic(fmt.Sprintf("saferetry: New: option %d is nil", i))
-		}
-		opt(&cfg)
-	}
 	if base == nil {
 		base = defaultBase()
 	}
-	retries := &Transport{
-		Base:           base,
-		MaxRetries:     cfg.maxRetries,
-		Backoff:        cfg.backoff,
-		Strategy:       cfg.strategy,
-		Budget:         cfg.budget,
-		MaxRetryAfter:  cfg.maxRetryAfter,
-		AttemptTimeout: cfg.attemptTimeout,
-		KeyHeader:      cfg.keyHeader,
-		Logger:         cfg.logger,
-		OnRetry:        cfg.onRetry,
+	s := &Stack{}
+	s.retries.Base = base
+	s.retries.Budget = new(Budget) // the zero Budget has the defaults
+	s.bodies.Base = &s.retries
+	s.keys.Base = &s.bodies
+	t := target{stack: s, retries: &s.retries}
+	for i, opt := range opts {
+		if opt.set == nil {
+			panic("saferetry: New: option " + strconv.Itoa(i) + " is the zero Option")
+		}
+		opt.set(&t)
 	}
-	if cfg.maxRetries == 0 {
-		retries.MaxRetries = -1
-	}
-	bodies := &BodyCache{Base: retries, MaxBodyBytes: cfg.maxBodyBytes}
-	if cfg.maxBodyBytes == 0 {
-		bodies.MaxBodyBytes = -1
-	}
-	keys := &KeyInjector{
-		Base:    bodies,
-		Header:  cfg.keyHeader,
-		Methods: cfg.keyMethods,
-		NewKey:  cfg.keyFunc,
-		Quoted:  cfg.quotedKeys,
-		Store:   cfg.keyStore,
-	}
-	return &Stack{Keys: keys, Bodies: bodies, Retries: retries}
+	return s
 }
 
 // NewClient returns an *http.Client whose Transport is New(nil, opts...).
@@ -72,9 +52,12 @@ func NewClient(opts ...Option) *http.Client {
 
 // RoundTrip implements http.RoundTripper by sending req through the stack.
 func (s *Stack) RoundTrip(req *http.Request) (*http.Response, error) {
-	return s.Keys.RoundTrip(req)
+	if s.choose != nil {
+		req = withChosenOptions(req, s.choose)
+	}
+	return s.keys.RoundTrip(req)
 }
 
 // CloseIdleConnections closes the base transport's idle connections, as
 // http.Client.CloseIdleConnections expects of its Transport.
-func (s *Stack) CloseIdleConnections() { s.Keys.CloseIdleConnections() }
+func (s *Stack) CloseIdleConnections() { s.keys.CloseIdleConnections() }

@@ -59,10 +59,20 @@ type Attempt struct {
 	NeverSent bool
 }
 
-// Replayable reports whether the request may be sent again after it may
-// have reached the server: its method is idempotent (RFC 9110 §9.2.2) or it
-// carries an idempotency key.
-func (a Attempt) Replayable() bool {
+// StatusCode returns the response's status, or 0 when the attempt ended
+// in an error.
+func (a Attempt) StatusCode() int {
+	if a.Response == nil {
+		return 0
+	}
+	return a.Response.StatusCode
+}
+
+// Idempotent reports whether sending the request again cannot apply it
+// twice, so it may be resent after it may have reached the server: its
+// method is idempotent (RFC 9110 §9.2.2), or it carries an idempotency key
+// the server deduplicates by.
+func (a Attempt) Idempotent() bool {
 	return a.Keyed || (a.Request != nil && isIdempotent(a.Request.Method))
 }
 
@@ -116,7 +126,7 @@ func (s TableStrategy) Classify(a Attempt) Retryable {
 		switch {
 		case !hint && verdict == Transient:
 			return Fatal
-		case hint && verdict != Transient && a.Replayable():
+		case hint && verdict != Transient && a.Idempotent():
 			return Transient
 		}
 	}
@@ -130,7 +140,7 @@ func classifyAttemptError(a Attempt) Retryable {
 	case errNotConnected, errRefusedStream:
 		return Transient
 	}
-	if a.Replayable() || a.NeverSent {
+	if a.Idempotent() || a.NeverSent {
 		return Transient
 	}
 	return Fatal
@@ -139,28 +149,21 @@ func classifyAttemptError(a Attempt) Retryable {
 func classifyStatus(a Attempt) Retryable {
 	resp := a.Response
 	switch resp.StatusCode {
-	case http.StatusRequestTimeout, http.StatusTooManyRequests:
-		// The server says it did not process the request.
-		return Transient
-	case http.StatusRequestEntityTooLarge:
-		// Temporary only when the server says when to come back.
-		if _, ok := resp.Header["Retry-After"]; ok {
-			return Transient
-		}
-		return Done
-	case http.StatusConflict:
-		// draft-ietf-httpapi-idempotency-key-header §2.7: the same key is
-		// still being processed; asking again later gets the result.
-		if a.Keyed {
-			return Transient
-		}
-		return Done
 	case http.StatusInternalServerError, http.StatusBadGateway,
 		http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		if a.Replayable() {
+		if a.Idempotent() {
 			return Transient
 		}
 		return Fatal
+	case http.StatusConflict:
+		// Asking again is right only for the same key still in progress;
+		// for an unkeyed request a 409 is a real conflict.
+		if !a.Keyed {
+			return Done
+		}
+	}
+	if askedToComeBack(resp) {
+		return Transient
 	}
 	return Done
 }

@@ -98,7 +98,7 @@ func TestDiscardedResponsesAreDrainedBoundedAndClosed(t *testing.T) {
 		read int64
 	}{
 		{"small body", s.bodies[0], 5},
-		{"large body of unknown length", s.bodies[1], DefaultDrainBytes},
+		{"large body of unknown length", s.bodies[1], maxDrainBytes},
 		{"body announced larger than the drain limit", s.bodies[2], 0},
 	}
 	for _, tt := range tests {
@@ -212,7 +212,7 @@ func TestUnkeyedPostIsRetriedWhenTheConnectionWasRefused(t *testing.T) {
 	var attempts int
 	base := &http.Transport{}
 	defer base.CloseIdleConnections()
-	tr := &Transport{Base: base, Backoff: noWait, OnRetry: func(ev RetryEvent) {
+	tr := &Transport{Base: base, Backoff: noWait, Hook: func(ev Event) {
 		if ev.Stopped == StopNone {
 			attempts++
 		}
@@ -524,8 +524,8 @@ func TestCancelDuringWaitEndsAtOnceWithTheCause(t *testing.T) {
 
 func TestCanceledWithACauseIsNotRetriedNorReported(t *testing.T) {
 	srv := newRecordingServer(t)
-	var events []RetryEvent
-	stack := New(srv.Client().Transport, WithOnRetry(func(ev RetryEvent) { events = append(events, ev) }))
+	var events []Event
+	stack := New(srv.Client().Transport, WithHook(func(ev Event) { events = append(events, ev) }))
 	cause := errors.New("shutting down")
 	ctx, cancel := context.WithCancelCause(context.Background())
 	cancel(cause)
@@ -787,10 +787,10 @@ func snapshot(r *http.Request) requestSnapshot {
 
 func TestHookAndLoggerReportEachRetry(t *testing.T) {
 	s := &script{outcomes: []outcome{{status: 503}, {status: 429, header: http.Header{"Retry-After": {"0"}}}, {status: 200}}}
-	var events []RetryEvent
+	var events []Event
 	var logs bytes.Buffer
 	stack := New(s, WithBackoff(0, 0), WithBudget(nil),
-		WithOnRetry(func(ev RetryEvent) { events = append(events, ev) }),
+		WithHook(func(ev Event) { events = append(events, ev) }),
 		WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
 	req, _ := http.NewRequest(http.MethodPost, "http://api.test:8443/v1/charges", strings.NewReader("card=4242"))
 	req.Header.Set("Authorization", "Bearer sk_live_secret")
@@ -805,11 +805,11 @@ func TestHookAndLoggerReportEachRetry(t *testing.T) {
 	}
 	key := s.got[0].key
 	for i, ev := range events {
-		if ev.Attempt != i+1 || ev.Key != key || ev.Host != "api.test:8443" || ev.Stopped != StopNone {
+		if ev.Number != i+1 || ev.Key != key || ev.Host != "api.test:8443" || ev.Stopped != StopNone {
 			t.Errorf("event %d = %+v", i, ev)
 		}
 	}
-	if events[0].StatusCode != 503 || events[1].StatusCode != 429 || !events[1].ServerDirected {
+	if events[0].Response.StatusCode != 503 || events[1].Response.StatusCode != 429 || !events[1].ServerDirected {
 		t.Errorf("events %+v", events)
 	}
 	out := logs.String()
@@ -851,8 +851,8 @@ func TestBudgetStopsRetries(t *testing.T) {
 	exhausted := func() *Budget { return NewBudget(BudgetRatio(0), BudgetMinRetriesPerSecond(0)) }
 	t.Run("status: the last response, marked", func(t *testing.T) {
 		s := &script{outcomes: statuses(503, 200)}
-		var events []RetryEvent
-		tr := &Transport{Base: s, Budget: exhausted(), Backoff: noWait, OnRetry: func(ev RetryEvent) { events = append(events, ev) }}
+		var events []Event
+		tr := &Transport{Base: s, Budget: exhausted(), Backoff: noWait, Hook: func(ev Event) { events = append(events, ev) }}
 		resp, err := tr.RoundTrip(get(t, "http://api.test/"))
 		if err != nil {
 			t.Fatal(err)

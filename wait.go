@@ -20,11 +20,11 @@ type waitSchedule struct {
 // next returns the wait before the next retry, or the reason not to wait:
 // a Retry-After over the cap, or a wait that would leave the next attempt
 // less than minAttemptTime before the deadline.
-func (w *waitSchedule) next(ctx context.Context, t *Transport, resp *http.Response) (time.Duration, StopReason) {
+func (w *waitSchedule) next(ctx context.Context, resp *http.Response, backoff Backoff, maxRetryAfter time.Duration) (time.Duration, StopReason) {
 	now := time.Now()
 	deadline, hasDeadline := ctx.Deadline()
 	if hint, ok := serverHint(resp, now); ok {
-		limit := t.maxRetryAfter()
+		limit := maxRetryAfter
 		if hint > limit {
 			return 0, StopRetryAfterTooLong
 		}
@@ -40,7 +40,7 @@ func (w *waitSchedule) next(ctx context.Context, t *Transport, resp *http.Respon
 		return min(hint+upwardJitter(hint), limit), StopNone
 	}
 	w.retry++
-	d := t.backoff().Delay(w.retry, w.prev)
+	d := backoff.Delay(w.retry, w.prev)
 	w.prev, w.serverDirected = d, false
 	if hasDeadline && d > deadline.Sub(now)-minAttemptTime {
 		return 0, StopDeadline
@@ -57,8 +57,9 @@ func (w *waitSchedule) next(ctx context.Context, t *Transport, resp *http.Respon
 // spare.
 const minAttemptTime = 100 * time.Millisecond
 
-// serverHint returns the Retry-After of a response whose status makes it
-// meaningful for a retry: 429, 503, and 413 (RFC 9110 §15.5.14).
+// serverHint returns the wait the server asked for in a response whose
+// status makes Retry-After meaningful for a retry: 429, 503, and 413 (RFC
+// 9110 §15.5.14).
 func serverHint(resp *http.Response, now time.Time) (time.Duration, bool) {
 	if resp == nil {
 		return 0, false
@@ -68,11 +69,11 @@ func serverHint(resp *http.Response, now time.Time) (time.Duration, bool) {
 	default:
 		return 0, false
 	}
-	values := resp.Header["Retry-After"]
-	if len(values) == 0 {
+	value, ok := retryAfterOf(resp.Header)
+	if !ok {
 		return 0, false
 	}
-	return retryafter.Parse(values[0], now)
+	return retryafter.Parse(value, now)
 }
 
 // upwardJitter returns U[0, hint/10): clients told the same Retry-After

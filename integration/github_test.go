@@ -184,7 +184,7 @@ func TestGitHubDroppedConnectionOnReusedConnection(t *testing.T) {
 			})
 			var retries atomic.Int32
 			var refused atomic.Int64 // the StopReason of a retry refused
-			hook := saferetry.WithOnRetry(func(ev saferetry.RetryEvent) {
+			hook := saferetry.WithHook(func(ev saferetry.Event) {
 				if ev.Stopped == saferetry.StopNone {
 					retries.Add(1)
 				} else {

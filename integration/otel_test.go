@@ -18,14 +18,14 @@ import (
 )
 
 // traceRetries is the pattern the README documents for making saferetry's
-// retries visible in a trace: a WithOnRetry hook that adds an event to the
+// retries visible in a trace: a WithHook hook that adds an event to the
 // span in the attempt's context. With otelhttp outside saferetry, that is
 // the one client span of the logical request.
-func traceRetries(ev saferetry.RetryEvent) {
+func traceRetries(ev saferetry.Event) {
 	span := trace.SpanFromContext(ev.Request.Context())
-	attrs := []attribute.KeyValue{attribute.Int("saferetry.attempt", ev.Attempt)}
-	if ev.StatusCode != 0 {
-		attrs = append(attrs, attribute.Int("http.response.status_code", ev.StatusCode))
+	attrs := []attribute.KeyValue{attribute.Int("saferetry.attempt", ev.Number)}
+	if ev.StatusCode() != 0 {
+		attrs = append(attrs, attribute.Int("http.response.status_code", ev.StatusCode()))
 	}
 	if ev.Err != nil {
 		attrs = append(attrs, attribute.String("error.type", fmt.Sprintf("%T", ev.Err)))
@@ -89,7 +89,7 @@ func stringAttr(attrs []attribute.KeyValue, key string) string {
 // makes exactly one client span per logical request, with the final
 // outcome's status, however many attempts saferetry made. The traceparent
 // otelhttp injects is sent unchanged on every attempt, and the retries
-// appear as events added to that span by the WithOnRetry hook.
+// appear as events added to that span by the WithHook hook.
 func TestOTelOutsideSaferetry(t *testing.T) {
 	cases := []struct {
 		name         string
@@ -124,7 +124,7 @@ func TestOTelOutsideSaferetry(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tp, rec := newTracing(t)
 			api := newFakeAPI(t, tc.answer)
-			opts := append([]saferetry.Option{saferetry.WithOnRetry(traceRetries)}, tc.opts...)
+			opts := append([]saferetry.Option{saferetry.WithHook(traceRetries)}, tc.opts...)
 			client := &http.Client{Transport: otelhttp.NewTransport(newStack(t, newBase(t), opts...), otelOptions(tp)...)}
 
 			ctx, parent := tp.Tracer("test").Start(context.Background(), "caller")

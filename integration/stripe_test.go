@@ -244,7 +244,7 @@ func TestStripeRetryLayers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			api := newFakeStripe(t, tc.script)
 			var stopped atomic.Int64
-			hook := saferetry.WithOnRetry(func(ev saferetry.RetryEvent) {
+			hook := saferetry.WithHook(func(ev saferetry.Event) {
 				if ev.Stopped != saferetry.StopNone {
 					stopped.Store(int64(ev.Stopped))
 				}
@@ -344,7 +344,7 @@ func TestStripeReusedConnectionResentByNetHTTP(t *testing.T) {
 	})
 	var retries atomic.Int32
 	var attempts atomic.Int32
-	stack := newStack(t, newBase(t), saferetry.WithOnRetry(func(saferetry.RetryEvent) { retries.Add(1) }))
+	stack := newStack(t, newBase(t), saferetry.WithHook(func(saferetry.Event) { retries.Add(1) }))
 	counted := roundTripperFunc(func(req *http.Request) (*http.Response, error) {
 		resp, err := stack.RoundTrip(req)
 		if err == nil {

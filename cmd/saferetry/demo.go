@@ -67,8 +67,8 @@ type sceneReport struct {
 	Err    error
 	Body   []byte
 	Header http.Header
-	// Retries are the events saferetry's OnRetry hook reported.
-	Retries []saferetry.RetryEvent
+	// Retries are the events saferetry's hook reported.
+	Retries []saferetry.Event
 	// Verdicts are the strategy's verdicts, one per attempt.
 	Verdicts []saferetry.Retryable
 	// ServerSaw are the requests the server received during the scene.
@@ -133,7 +133,7 @@ func runDemo(ctx context.Context, out io.Writer, quiet bool) (report *demoReport
 	}()
 
 	tl.note("saferetry demo: a flaky payments API on %s, and a client per scene built with", srv.URL)
-	tl.note("saferetry.NewClient(WithBackoff(%v, %v), WithOnRetry(...), ...): full jitter, default strategy.", demoInitialBackoff, demoMaxBackoff)
+	tl.note("saferetry.NewClient(WithBackoff(%v, %v), WithHook(...), ...): full jitter, default strategy.", demoInitialBackoff, demoMaxBackoff)
 
 	d := &demo{tl: tl, api: api, url: srv.URL}
 	report = &demoReport{WantCharges: map[string]int{"card_alice": 1, "card_bob": 1}}
@@ -195,8 +195,8 @@ func (d *demo) sceneBackoff(ctx context.Context, sc *sceneReport) {
 	d.expect(len(sc.Retries) == 2, "scene 1: saferetry reported %d retries, want 2", len(sc.Retries))
 	for i, ev := range sc.Retries {
 		limit := backoffLimit(i + 1)
-		d.expect(ev.Stopped == saferetry.StopNone && ev.StatusCode == http.StatusServiceUnavailable && !ev.ServerDirected,
-			"scene 1: retry %d: want a backoff retry after a 503, got status %d, stopped %q, Retry-After %t", i+1, ev.StatusCode, ev.Stopped, ev.ServerDirected)
+		d.expect(ev.Stopped == saferetry.StopNone && ev.StatusCode() == http.StatusServiceUnavailable && !ev.ServerDirected,
+			"scene 1: retry %d: want a backoff retry after a 503, got status %d, stopped %q, Retry-After %t", i+1, ev.StatusCode(), ev.Stopped, ev.ServerDirected)
 		d.expect(ev.Delay >= 0 && ev.Delay < limit, "scene 1: retry %d waited %v, want under %v", i+1, ev.Delay, limit)
 	}
 }
@@ -217,8 +217,8 @@ func (d *demo) sceneRetryAfter(ctx context.Context, sc *sceneReport) {
 	}
 	ev := sc.Retries[0]
 	maxWait := demoRetryAfter + demoRetryAfter/10
-	d.expect(ev.StatusCode == http.StatusTooManyRequests && ev.ServerDirected,
-		"scene 2: want a retry directed by the 429's Retry-After, got status %d, Retry-After %t", ev.StatusCode, ev.ServerDirected)
+	d.expect(ev.StatusCode() == http.StatusTooManyRequests && ev.ServerDirected,
+		"scene 2: want a retry directed by the 429's Retry-After, got status %d, Retry-After %t", ev.StatusCode(), ev.ServerDirected)
 	d.expect(ev.Delay >= demoRetryAfter && ev.Delay <= maxWait,
 		"scene 2: saferetry waited %v, want between %v and %v (Retry-After plus at most 10%%)", ev.Delay, demoRetryAfter, maxWait)
 	if len(sc.ServerSaw) == 2 {
@@ -349,9 +349,9 @@ func (d *demo) send(ctx context.Context, sc *sceneReport, body []byte, opts ...s
 // so sc needs no lock.
 func (d *demo) options(sc *sceneReport) []saferetry.Option {
 	backoffRetries := 0
-	onRetry := func(ev saferetry.RetryEvent) {
+	onRetry := func(ev saferetry.Event) {
 		sc.Retries = append(sc.Retries, ev)
-		got := outcomeText(ev.StatusCode, ev.Err)
+		got := outcomeText(ev.StatusCode(), ev.Err)
 		key := ""
 		if ev.Key != "" {
 			key = ", resending Idempotency-Key " + ev.Key
@@ -362,17 +362,17 @@ func (d *demo) options(sc *sceneReport) []saferetry.Option {
 			if ev.Key == "" && ev.Request.Method == http.MethodPost {
 				why = "a POST without an Idempotency-Key that reached the server may have been processed"
 			}
-			d.tl.printf(whoSaferetry, "attempt %d %s: not retrying: %s", ev.Attempt, got, why)
+			d.tl.printf(whoSaferetry, "attempt %d %s: not retrying: %s", ev.Number, got, why)
 		case ev.Stopped != saferetry.StopNone:
-			d.tl.printf(whoSaferetry, "attempt %d %s: not retrying (%s)", ev.Attempt, got, ev.Stopped)
+			d.tl.printf(whoSaferetry, "attempt %d %s: not retrying (%s)", ev.Number, got, ev.Stopped)
 		case ev.ServerDirected:
 			backoffRetries = 0 // the backoff starts over after a server-directed wait
 			d.tl.printf(whoSaferetry, "attempt %d %s: retrying in %v (Retry-After honoured, +%.1f%% jitter)%s",
-				ev.Attempt, got, ev.Delay.Round(time.Millisecond), jitterPercent(ev.Delay), key)
+				ev.Number, got, ev.Delay.Round(time.Millisecond), jitterPercent(ev.Delay), key)
 		default:
 			backoffRetries++
 			d.tl.printf(whoSaferetry, "attempt %d %s: retrying in %v (backoff, drawn from [0, %v))%s",
-				ev.Attempt, got, ev.Delay.Round(time.Millisecond), backoffLimit(backoffRetries), key)
+				ev.Number, got, ev.Delay.Round(time.Millisecond), backoffLimit(backoffRetries), key)
 		}
 	}
 	// The default strategy, watched, so the report can show its verdicts.
@@ -384,7 +384,7 @@ func (d *demo) options(sc *sceneReport) []saferetry.Option {
 	return []saferetry.Option{
 		saferetry.WithBackoff(demoInitialBackoff, demoMaxBackoff),
 		saferetry.WithJitter(saferetry.FullJitter), // the default, pinned: the timeline describes it
-		saferetry.WithOnRetry(onRetry),
+		saferetry.WithHook(onRetry),
 		saferetry.WithStrategy(strategy),
 	}
 }

@@ -64,8 +64,8 @@ func TestDemo(t *testing.T) {
 			t.Fatalf("got %d retry events and %d server attempts, want 1 and 2", len(sc.Retries), len(sc.ServerSaw))
 		}
 		ev := sc.Retries[0]
-		if ev.StatusCode != http.StatusTooManyRequests || !ev.ServerDirected {
-			t.Errorf("retry after status %d, server-directed %t; want a 429's Retry-After honoured", ev.StatusCode, ev.ServerDirected)
+		if ev.StatusCode() != http.StatusTooManyRequests || !ev.ServerDirected {
+			t.Errorf("retry after status %d, server-directed %t; want a 429's Retry-After honoured", ev.StatusCode(), ev.ServerDirected)
 		}
 		if ev.Delay < time.Second || ev.Delay > 1100*time.Millisecond {
 			t.Errorf("saferetry waited %v, want between 1s and 1.1s", ev.Delay)

@@ -103,7 +103,7 @@ func Run(t *testing.T, open func(t *testing.T) saferetry.KeyStore) {
 			}
 			j := slices.Index(names, rec.Operation)
 			want := Fingerprint("POST", fmt.Sprint("https://api.test/", j), rec.Operation)
-			if j < 0 || rec.Key != fmt.Sprint("key-", j) || rec.Fingerprint != want || rec.Done() {
+			if j < 0 || rec.Key != fmt.Sprint("key-", j) || rec.Fingerprint != want || rec.Finished() {
 				t.Errorf("record %+v", rec)
 			}
 			if rec.Created.Before(start.Add(-time.Second)) || rec.Created.After(time.Now().Add(time.Second)) {
@@ -135,7 +135,7 @@ func Run(t *testing.T, open func(t *testing.T) saferetry.KeyStore) {
 				t.Errorf("pending lists %q (%d bytes), a name never begun", clip(rec.Operation), len(rec.Operation))
 				continue
 			}
-			if rec.Key != fmt.Sprint("key-", i) || rec.Fingerprint != ops[i].fp || rec.Done() {
+			if rec.Key != fmt.Sprint("key-", i) || rec.Fingerprint != ops[i].fp || rec.Finished() {
 				t.Errorf("record of %q: key %q, fingerprint %v; want key-%d, %v", clip(rec.Operation), rec.Key, rec.Fingerprint, i, ops[i].fp)
 			}
 		}

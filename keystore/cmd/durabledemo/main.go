@@ -95,18 +95,18 @@ func run(ctx context.Context, cfg config, w io.Writer) error {
 		saferetry.WithKeyStore(store),
 		saferetry.WithMaxRetries(5),
 		saferetry.WithBackoff(500*time.Millisecond, 4*time.Second),
-		saferetry.WithOnRetry(func(ev saferetry.RetryEvent) {
-			what := fmt.Sprint(ev.StatusCode)
+		saferetry.WithHook(func(ev saferetry.Event) {
+			what := fmt.Sprint(ev.StatusCode())
 			if ev.Err != nil {
 				what = ev.Err.Error()
 			}
 			if ev.Stopped != saferetry.StopNone {
-				fmt.Fprintf(out, "client: attempt %d failed (%s); not retrying: %s\n", ev.Attempt, what, ev.Stopped)
+				fmt.Fprintf(out, "client: attempt %d failed (%s); not retrying: %s\n", ev.Number, what, ev.Stopped)
 				return
 			}
 			fmt.Fprintf(out, "client: attempt %d failed (%s); retrying in %s with the same key.\n"+
 				"        Kill me now (Ctrl-C, or kill -9 %d) and run me again.\n",
-				ev.Attempt, what, ev.Delay.Round(100*time.Millisecond), os.Getpid())
+				ev.Number, what, ev.Delay.Round(100*time.Millisecond), os.Getpid())
 		}))
 	defer stack.CloseIdleConnections()
 

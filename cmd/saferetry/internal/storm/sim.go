@@ -83,8 +83,8 @@ func Simulate(c Config, p SimParams) (*Recorder, SimStats, error) {
 	}
 	jitter := rand.New(rand.NewPCG(p.Seed, 2))
 	s.backoff = saferetry.Exponential{
-		Initial: saferetry.DefaultInitialBackoff,
-		Max:     saferetry.DefaultMaxBackoff,
+		Initial: 100 * time.Millisecond, // the library's defaults
+		Max:     10 * time.Second,
 		Jitter:  c.Jitter,
 		Rand:    jitter.Int64N,
 	}

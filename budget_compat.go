@@ -1,0 +1,8 @@
+package saferetry
+
+// The retry loop's view of a Budget. Temporary: the overload work replaces
+// these with the budget's own unexported methods.
+
+func (b *Budget) deposit(host string) { b.Deposit(host) }
+
+func (b *Budget) withdraw(host string) bool { return b.Withdraw(host) }

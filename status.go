@@ -1,0 +1,21 @@
+package saferetry
+
+import "net/http"
+
+// askedToComeBack reports the statuses by which a server says it did not
+// process the request and asks the client to send it again later: 408
+// and 429, 413 with a Retry-After (RFC 9110 §15.5.14: the condition is
+// temporary), and 409, which answers a keyed request whose key is still
+// being processed (draft-ietf-httpapi-idempotency-key-header §2.7). The
+// retry loop retries them; a named operation answered with one stays
+// pending.
+func askedToComeBack(resp *http.Response) bool {
+	switch resp.StatusCode {
+	case http.StatusRequestTimeout, http.StatusConflict, http.StatusTooManyRequests:
+		return true
+	case http.StatusRequestEntityTooLarge:
+		_, temporary := retryAfterOf(resp.Header)
+		return temporary
+	}
+	return false
+}
