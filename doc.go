@@ -30,7 +30,32 @@
 //     real response, or a *RetryError that unwraps to the last cause.
 //
 // Attempts and Stopped report, for a response, how many attempts were made
-// and why retrying stopped.
+// and why retrying stopped. WithRequestOptions changes the retry options of
+// one request (fewer retries for an interactive call, none for a health
+// check); WithHook and WithLogger report every retry and every refusal.
+//
+// # Layout
+//
+// The files follow the stack, outermost first:
+//
+//	stack.go, options.go, overrides.go   New, the options, per-request overrides
+//	keyinjector.go                       the key layer; keyinjector_operation.go and
+//	                                     keyinjector_store.go: durable keys of named operations
+//	bodycache.go                         the body layer (internal/bodyreplay does the replaying)
+//	transport.go                         the retry layer; transport_run.go is one logical
+//	                                     request's loop, with transport_attempt.go (one attempt,
+//	                                     its timeout), transport_wait.go, transport_drain.go,
+//	                                     transport_record.go (Attempts, Stopped) and
+//	                                     transport_report.go (the hook and the logger)
+//	base.go                              the default base transport
+//
+// then the policy the retry layer asks, and what supports it:
+//
+//	strategy.go, strategy_errors.go,     what is retried: the classification table, typed
+//	strategy_status.go                   error classification, what statuses say
+//	backoff.go                           how long to wait
+//	budget.go                            how much retrying a host can afford
+//	errors.go, headers.go                stop reasons and errors; header helpers
 //
 // # Go's own retries
 //
