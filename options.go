@@ -219,3 +219,23 @@ func WithLogger(l *slog.Logger) Option {
 func WithHook(hook func(Event)) Option {
 	return stackOption("WithHook", func(s *Stack) { s.retries.Hook = hook })
 }
+
+// WithHedge sends hedges: when an attempt has had no answer for delay,
+// another is sent while it is still in flight, up to maxHedges more, and
+// the first answer the strategy would not retry wins; the others are
+// canceled, drained and closed. Only idempotent or keyed requests are
+// hedged, so every hedge of a write carries the same key and a server that
+// deduplicates applies it once; a body is hedged only when every hedge can
+// read its own replay of it. Each hedge is withdrawn from the retry
+// budget; a budget that refuses stops further hedges but cancels nothing
+// in flight. Off by default; delay must be positive and maxHedges within
+// 1..5. It can apply per request.
+func WithHedge(delay time.Duration, maxHedges int) Option {
+	if delay <= 0 {
+		invalid("WithHedge", fmt.Sprintf("%v, %d", delay, maxHedges), "delay must be positive")
+	}
+	if maxHedges < 1 || maxHedges > maxHedgesAllowed {
+		invalid("WithHedge", fmt.Sprintf("%v, %d", delay, maxHedges), "maxHedges must be within 1..5")
+	}
+	return loopOption("WithHedge", func(t *Transport) { t.HedgeDelay, t.MaxHedges = delay, maxHedges })
+}

@@ -65,6 +65,11 @@ type Transport struct {
 	// Hook, if set, receives the same events, for metrics and tracing.
 	// It runs on the request's goroutine and must not block.
 	Hook func(Event)
+	// HedgeDelay and MaxHedges configure hedging (WithHedge): after
+	// HedgeDelay without an answer, another attempt is sent while the
+	// first is still in flight, up to MaxHedges. Zero means no hedging.
+	HedgeDelay time.Duration
+	MaxHedges  int
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -85,7 +90,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		ctx:  ctx,
 	}
 	run.keyed = keyOf(req.Header, run.t.KeyHeader) != ""
-	resp, err := run.loop()
+	var resp *http.Response
+	var err error
+	if run.hedging() {
+		resp, err = run.hedgedLoop()
+	} else {
+		resp, err = run.loop()
+	}
 	if run.rec != nil {
 		run.rec.running.Store(false)
 	}

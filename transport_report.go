@@ -7,9 +7,9 @@ import (
 )
 
 // Event describes an attempt's outcome and what the retry loop does next:
-// a retry after Delay, or, when Stopped is set, no retry, and why. It is
-// what the hook set by WithHook (Transport.Hook) receives and what the
-// logger records.
+// a retry after Delay, or, when Stopped is set, no retry, and why; or,
+// when Hedge is set, a hedge just sent. It is what the hook set by
+// WithHook (Transport.Hook) receives and what the logger records.
 type Event struct {
 	// Attempt is the attempt that just ended: its request (which hooks
 	// must not modify, nor read the body of), its response or error, and
@@ -22,26 +22,23 @@ type Event struct {
 	// Stopped is StopNone for a retry that will be made, and otherwise
 	// says why it will not (budget, deadline, retries spent, ...).
 	Stopped StopReason
+	// Hedge reports that Attempt is a hedge just sent while earlier
+	// attempts are still in flight (WithHedge); it has no outcome yet.
+	Hedge bool
 	// Key is the request's idempotency key, if it has one.
 	Key string
 	// Host is the destination host (and port, if given).
 	Host string
 }
 
-// report sends the event to the hook and the logger, if any. Nothing is
-// built when neither is set, so the happy path pays nothing.
-func (t *Transport) report(ctx context.Context, a Attempt, delay time.Duration, serverDirected bool, stop StopReason) {
+// report completes ev with the request's key and host and sends it to
+// the hook and the logger, if any.
+func (t *Transport) report(ctx context.Context, ev Event) {
 	if t.Hook == nil && t.Logger == nil {
 		return
 	}
-	ev := Event{
-		Attempt:        a,
-		Delay:          delay,
-		ServerDirected: serverDirected,
-		Stopped:        stop,
-		Key:            keyOf(a.Request.Header, t.KeyHeader),
-		Host:           a.Request.URL.Host,
-	}
+	ev.Key = keyOf(ev.Request.Header, t.KeyHeader)
+	ev.Host = ev.Request.URL.Host
 	if t.Hook != nil {
 		t.Hook(ev)
 	}
@@ -66,6 +63,10 @@ func logEvent(ctx context.Context, logger *slog.Logger, ev Event) {
 	}
 	if ev.Key != "" {
 		attrs = append(attrs, slog.String("key", ev.Key))
+	}
+	if ev.Hedge {
+		logger.LogAttrs(ctx, slog.LevelInfo, "saferetry: hedging", attrs...)
+		return
 	}
 	if ev.Stopped != StopNone {
 		attrs = append(attrs, slog.String("reason", ev.Stopped.String()))

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"sync/atomic"
+	"time"
 )
 
 // retryRun is the state of one logical request. It lives on the stack of
@@ -16,6 +17,7 @@ type retryRun struct {
 	req   *http.Request // the caller's request, never modified
 	ctx   context.Context
 	keyed bool
+	sent  int // attempts sent so far
 
 	rec    *runRecord // set once the record travels in a context
 	runCtx context.Context
@@ -31,9 +33,10 @@ func (r *retryRun) loop() (*http.Response, error) {
 	strategy, maxRetries := t.strategy(), t.maxRetries()
 	areq := r.firstRequest()
 	for n := 1; ; n++ {
+		r.sent = n
 		a, canceled := r.attempt(areq, n)
 		if canceled {
-			return nil, r.canceled(n, a.Err)
+			return nil, r.canceled(a.Err)
 		}
 		switch strategy.Classify(a) {
 		case Done:
@@ -43,38 +46,50 @@ func (r *retryRun) loop() (*http.Response, error) {
 		}
 		if r.ctx.Err() != nil {
 			discard(a.Response)
-			return nil, r.canceled(n, nil)
+			return nil, r.canceled(nil)
 		}
-		if n > maxRetries {
-			return r.finish(a, r.refuse(a, StopMaxRetries))
-		}
-		delay, stop := r.wait.next(r.ctx, a.Response, t.backoff(), t.maxRetryAfter())
+		delay, body, stop := r.planRetry(a, n, maxRetries)
 		if stop != StopNone {
 			return r.finish(a, r.refuse(a, stop))
 		}
-		if !r.mayReplayBody() {
-			return r.finish(a, r.refuse(a, StopBodyNotReplayable))
-		}
-		if !t.Budget.withdraw(host) {
-			return r.finish(a, r.refuse(a, StopBudget))
-		}
-		// Only now, the retry decided, is the body touched: a new replay
-		// can end the previous attempt's write loop, and with it the
-		// connection the response being handed back is read from.
-		body, ok := r.nextBody()
-		if !ok {
-			t.Budget.refund(host)
-			return r.finish(a, r.refuse(a, StopBodyNotReplayable))
-		}
-		t.report(r.ctx, a, delay, r.wait.serverDirected, StopNone)
+		t.report(r.ctx, Event{Attempt: a, Delay: delay, ServerDirected: r.wait.serverDirected})
 		discard(a.Response)
 		if !sleep(r.ctx, delay) {
 			closeBody(body)
 			t.Budget.refund(host)
-			return nil, r.canceled(n, nil)
+			return nil, r.canceled(nil)
 		}
 		areq = r.retryRequest(body)
 	}
+}
+
+// planRetry decides whether a, which failed after n-1 retries, is
+// retried: the retry limit, the wait, the body and the budget, in that
+// order. It returns the wait and the body of the next attempt, or why
+// there is none. The body is touched only once the retry is certain: a
+// new replay can end the previous attempt's write loop, and with it the
+// connection the response being handed back is read from.
+func (r *retryRun) planRetry(a Attempt, n, maxRetries int) (time.Duration, io.ReadCloser, StopReason) {
+	t, host := r.t, r.req.URL.Host
+	if n > maxRetries {
+		return 0, nil, StopMaxRetries
+	}
+	delay, stop := r.wait.next(r.ctx, a.Response, t.backoff(), t.maxRetryAfter())
+	if stop != StopNone {
+		return 0, nil, stop
+	}
+	if !r.mayReplayBody() {
+		return 0, nil, StopBodyNotReplayable
+	}
+	if !t.Budget.withdraw(host) {
+		return 0, nil, StopBudget
+	}
+	body, ok := r.nextBody()
+	if !ok {
+		t.Budget.refund(host)
+		return 0, nil, StopBodyNotReplayable
+	}
+	return delay, body, StopNone
 }
 
 // attempt sends attempt n and describes its outcome. canceled reports
@@ -163,32 +178,31 @@ func (r *retryRun) nextBody() (body io.ReadCloser, ok bool) {
 
 // refuse reports a retry the loop will not make, and passes stop on.
 func (r *retryRun) refuse(a Attempt, stop StopReason) StopReason {
-	r.t.report(r.ctx, a, 0, false, stop)
+	r.t.report(r.ctx, Event{Attempt: a, Stopped: stop})
 	return stop
 }
 
 // finish hands the attempt's outcome back, recording how the run ended.
 func (r *retryRun) finish(a Attempt, stop StopReason) (*http.Response, error) {
 	if a.Response != nil {
-		if a.Number > 1 || stop != StopNone {
-			r.record(a, stop)
+		if r.sent > 1 || stop != StopNone {
+			r.record(a.Response, a.Request, stop)
 		}
 		return a.Response, nil
 	}
-	if a.Number == 1 && (stop == StopNone || stop == StopNotRetryable || stop == StopMaxRetries) {
+	if r.sent == 1 && (stop == StopNone || stop == StopNotRetryable || stop == StopMaxRetries) {
 		// Final on the first attempt: the error is the base transport's own.
 		return nil, a.Err
 	}
-	return nil, &RetryError{Attempts: a.Number, Reason: stop, Err: a.Err}
+	return nil, &RetryError{Attempts: r.sent, Reason: stop, Err: a.Err}
 }
 
 // record stores the run's outcome where Attempts and Stopped find it: in
 // the context of the response's request. It is the one place the record
 // is written.
-func (r *retryRun) record(a Attempt, stop StopReason) {
-	resp := a.Response
+func (r *retryRun) record(resp *http.Response, sent *http.Request, stop StopReason) {
 	if resp.Request == nil {
-		resp.Request = a.Request
+		resp.Request = sent
 	}
 	if r.rec == nil || runRecordFrom(resp.Request.Context()) != r.rec {
 		// The response does not lead back to the run's record (the base
@@ -200,17 +214,17 @@ func (r *retryRun) record(a Attempt, stop StopReason) {
 		resp.Request = resp.Request.WithContext(ctx)
 		r.rec = rec
 	}
-	r.rec.attempts, r.rec.stopped, r.rec.resp = a.Number, stop, resp
+	r.rec.attempts, r.rec.stopped, r.rec.resp = r.sent, stop, resp
 }
 
 // canceled is the error for a run whose caller's context ended. On the
 // first attempt that is the base transport's own error (net/http reports
 // the context's cause); later, a RetryError wrapping the cause.
-func (r *retryRun) canceled(attempts int, attemptErr error) error {
-	if attempts == 1 && attemptErr != nil {
+func (r *retryRun) canceled(attemptErr error) error {
+	if r.sent == 1 && attemptErr != nil {
 		return attemptErr
 	}
-	return &RetryError{Attempts: attempts, Reason: StopCanceled, Err: context.Cause(r.ctx)}
+	return &RetryError{Attempts: r.sent, Reason: StopCanceled, Err: context.Cause(r.ctx)}
 }
 
 // sendProbe looks for positive evidence that an attempt never reached the

@@ -1,0 +1,233 @@
+package saferetry
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/saferetry/saferetry/internal/bodyreplay"
+)
+
+// maxHedgesAllowed bounds WithHedge's maxHedges: a hedge multiplies the
+// load of the requests that are slow, and slow is often overloaded.
+const maxHedgesAllowed = 5
+
+// hedging reports whether this run sends hedges: hedging is configured,
+// and the request may be sent twice at once. Only idempotent or keyed
+// requests qualify (every hedge of a keyed request carries the same key,
+// so a server that deduplicates applies it once), and only if each hedge
+// can read its own replay of the body while the others still send theirs.
+func (r *retryRun) hedging() bool {
+	if r.t.MaxHedges <= 0 || r.t.HedgeDelay <= 0 {
+		return false
+	}
+	if !r.keyed && !isIdempotent(r.req.Method) {
+		return false
+	}
+	return !hasBody(r.req) || (r.req.GetBody != nil && bodyreplay.Shareable(r.req.Body))
+}
+
+// attemptResult is what one attempt's goroutine hands back.
+type attemptResult struct {
+	a      Attempt
+	cancel context.CancelFunc // ends the attempt's context
+	hedge  bool               // sent while another attempt was in flight
+}
+
+// hedgedRun is the state of a run that may have several attempts in
+// flight at once. It is used by one goroutine, the run's; the attempts'
+// goroutines only send on results.
+type hedgedRun struct {
+	*retryRun
+	results    chan attemptResult
+	inFlight   map[int]context.CancelFunc // attempt number -> its cancel
+	hedgesLeft int
+	timer      *time.Timer
+	retries    int     // sequential retries made (after every attempt in flight failed)
+	last       Attempt // the latest failure kept to hand back, if all fail
+	haveLast   bool
+}
+
+// hedgedLoop runs a logical request with hedging. It launches the first
+// attempt; each time HedgeDelay passes without an answer (or an attempt
+// fails while others are still in flight, as gRPC's hedging does), it
+// launches another, up to MaxHedges, each withdrawn from the budget. The
+// first answer the strategy would not retry wins; the others are
+// canceled, drained and closed before the run returns, so no goroutine
+// outlives it. When every attempt in flight has failed, the run retries as
+// the plain loop does.
+func (r *retryRun) hedgedLoop() (*http.Response, error) {
+	h := &hedgedRun{
+		retryRun:   r,
+		results:    make(chan attemptResult, r.t.MaxHedges+1),
+		inFlight:   make(map[int]context.CancelFunc, r.t.MaxHedges+1),
+		hedgesLeft: r.t.MaxHedges,
+		timer:      time.NewTimer(r.t.HedgeDelay),
+	}
+	defer h.timer.Stop()
+	r.attachRecord()
+	r.t.Budget.deposit(r.req.URL.Host)
+	h.launch(r.req.Body, false)
+	for {
+		select {
+		case res := <-h.results:
+			if resp, err, done := h.settle(res); done {
+				return resp, err
+			}
+		case <-h.timer.C:
+			h.hedge()
+		case <-r.ctx.Done():
+			h.abandon(nil)
+			return nil, r.canceled(nil)
+		}
+	}
+}
+
+// launch sends the next attempt with body on a goroutine of its own.
+func (h *hedgedRun) launch(body io.ReadCloser, hedge bool) {
+	h.sent++
+	n := h.sent
+	ctx, cancel := context.WithCancel(h.runCtx)
+	req := h.req.WithContext(ctx)
+	if body != nil {
+		req.Body = body
+	}
+	h.inFlight[n] = cancel
+	if hedge {
+		h.t.report(h.ctx, Event{Attempt: Attempt{Request: req, Number: n, Keyed: h.keyed}, Hedge: true})
+	}
+	go func() {
+		resp, err := send(h.base, req, h.t.AttemptTimeout)
+		h.results <- attemptResult{a: Attempt{Request: req, Response: resp, Err: err, Number: n, Keyed: h.keyed}, cancel: cancel, hedge: hedge}
+	}()
+	if h.hedgesLeft > 0 {
+		h.timer.Reset(h.t.HedgeDelay)
+	}
+}
+
+// hedge launches a hedge if one is left and the budget allows it. A budget
+// that refuses stops further hedges but cancels nothing in flight.
+func (h *hedgedRun) hedge() {
+	if h.hedgesLeft <= 0 {
+		return
+	}
+	host := h.req.URL.Host
+	if !h.t.Budget.withdraw(host) {
+		h.hedgesLeft = 0
+		return
+	}
+	body, ok := h.nextBody()
+	if !ok {
+		h.t.Budget.refund(host)
+		h.hedgesLeft = 0
+		return
+	}
+	h.hedgesLeft--
+	h.launch(body, true)
+}
+
+// settle handles one attempt's outcome; done reports that the run is over
+// and resp, err are its result.
+func (h *hedgedRun) settle(res attemptResult) (resp *http.Response, err error, done bool) {
+	a := res.a
+	delete(h.inFlight, a.Number)
+	if h.ctx.Err() != nil {
+		res.cancel()
+		discard(a.Response)
+		h.abandon(nil)
+		return nil, h.canceled(nil), true
+	}
+	verdict := h.t.strategy().Classify(a)
+	if verdict == Done || verdict == Fatal {
+		h.abandon(&a)
+		a.Response = keepAliveUntilClosed(a.Response, res.cancel)
+		stop := StopNone
+		if verdict == Fatal {
+			stop = h.refuse(a, StopNotRetryable)
+		}
+		resp, err = h.finish(a, stop)
+		return resp, err, true
+	}
+	if len(h.inFlight) > 0 {
+		h.keepFailure(a, res.cancel)
+		if a.StatusCode() != http.StatusConflict {
+			// A failure while others are in flight sends the next hedge
+			// at once (gRPC A6). A 409 means the same key is still being
+			// processed: another hedge would only meet another 409.
+			h.hedge()
+		}
+		return nil, nil, false
+	}
+	return h.retryAfterAllFailed(a, res.cancel)
+}
+
+// keepFailure keeps a as the failure to hand back if every other attempt
+// fails too, discarding the one kept before.
+func (h *hedgedRun) keepFailure(a Attempt, cancel context.CancelFunc) {
+	if h.haveLast {
+		discard(h.last.Response)
+	}
+	a.Response = keepAliveUntilClosed(a.Response, cancel)
+	h.last, h.haveLast = a, true
+}
+
+// retryAfterAllFailed handles a failure that leaves no attempt in flight:
+// the run retries as the plain loop would, or hands the failure back.
+func (h *hedgedRun) retryAfterAllFailed(a Attempt, cancel context.CancelFunc) (*http.Response, error, bool) {
+	if h.haveLast {
+		discard(h.last.Response)
+		h.haveLast = false
+	}
+	a.Response = keepAliveUntilClosed(a.Response, cancel)
+	h.retries++
+	delay, body, stop := h.planRetry(a, h.retries, h.t.maxRetries())
+	if stop != StopNone {
+		resp, err := h.finish(a, h.refuse(a, stop))
+		return resp, err, true
+	}
+	h.t.report(h.ctx, Event{Attempt: a, Delay: delay, ServerDirected: h.wait.serverDirected})
+	discard(a.Response)
+	if !sleep(h.ctx, delay) {
+		closeBody(body)
+		h.t.Budget.refund(h.req.URL.Host)
+		return nil, h.canceled(nil), true
+	}
+	h.launch(body, false)
+	return nil, nil, false
+}
+
+// abandon cancels every attempt still in flight, waits for each to return,
+// and drains and closes what they got, so that no goroutine outlives the
+// run. winner, if not nil, is the attempt whose response is handed back.
+func (h *hedgedRun) abandon(winner *Attempt) {
+	for _, cancel := range h.inFlight {
+		cancel()
+	}
+	for i := len(h.inFlight); i > 0; i-- {
+		res := <-h.results
+		discard(res.a.Response)
+		res.cancel()
+	}
+	clear(h.inFlight)
+	if h.haveLast {
+		discard(h.last.Response)
+		h.haveLast = false
+	}
+}
+
+// keepAliveUntilClosed ties an attempt's context to its response body: it
+// is released when the body is closed or read to the end, so the winner of
+// a hedge can be read for as long as the caller likes.
+func keepAliveUntilClosed(resp *http.Response, cancel context.CancelFunc) *http.Response {
+	if resp == nil {
+		cancel()
+		return nil
+	}
+	if resp.Body == nil {
+		cancel()
+		return resp
+	}
+	resp.Body = releaseOnDone(resp.Body, cancel)
+	return resp
+}
