@@ -90,13 +90,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		ctx:  ctx,
 	}
 	run.keyed = keyOf(req.Header, run.t.KeyHeader) != ""
-	var resp *http.Response
-	var err error
 	if run.hedging() {
-		resp, err = run.hedgedLoop()
-	} else {
-		resp, err = run.loop()
+		return hedgedLoop(run)
 	}
+	resp, err := run.loop()
 	if run.rec != nil {
 		run.rec.running.Store(false)
 	}

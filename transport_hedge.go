@@ -39,7 +39,7 @@ type attemptResult struct {
 // flight at once. It is used by one goroutine, the run's; the attempts'
 // goroutines only send on results.
 type hedgedRun struct {
-	*retryRun
+	retryRun // a copy: the plain loop's run stays on its caller's stack
 	results    chan attemptResult
 	inFlight   map[int]context.CancelFunc // attempt number -> its cancel
 	hedgesLeft int
@@ -57,18 +57,19 @@ type hedgedRun struct {
 // canceled, drained and closed before the run returns, so no goroutine
 // outlives it. When every attempt in flight has failed, the run retries as
 // the plain loop does.
-func (r *retryRun) hedgedLoop() (*http.Response, error) {
+func hedgedLoop(run retryRun) (*http.Response, error) {
 	h := &hedgedRun{
-		retryRun:   r,
-		results:    make(chan attemptResult, r.t.MaxHedges+1),
-		inFlight:   make(map[int]context.CancelFunc, r.t.MaxHedges+1),
-		hedgesLeft: r.t.MaxHedges,
-		timer:      time.NewTimer(r.t.HedgeDelay),
+		retryRun:   run,
+		results:    make(chan attemptResult, run.t.MaxHedges+1),
+		inFlight:   make(map[int]context.CancelFunc, run.t.MaxHedges+1),
+		hedgesLeft: run.t.MaxHedges,
+		timer:      time.NewTimer(run.t.HedgeDelay),
 	}
 	defer h.timer.Stop()
-	r.attachRecord()
-	r.t.Budget.deposit(r.req.URL.Host)
-	h.launch(r.req.Body, false)
+	h.attachRecord()
+	defer func() { h.rec.running.Store(false) }() // h.rec may be replaced by then
+	h.t.Budget.deposit(h.req.URL.Host)
+	h.launch(h.req.Body, false)
 	for {
 		select {
 		case res := <-h.results:
@@ -77,9 +78,9 @@ func (r *retryRun) hedgedLoop() (*http.Response, error) {
 			}
 		case <-h.timer.C:
 			h.hedge()
-		case <-r.ctx.Done():
+		case <-h.ctx.Done():
 			h.abandon(nil)
-			return nil, r.canceled(nil)
+			return nil, h.canceled(nil)
 		}
 	}
 }
