@@ -99,7 +99,7 @@ func (r *retryRun) attempt(req *http.Request, n int) (a Attempt, canceled bool) 
 	if r.probe != nil {
 		r.probe.reset()
 	}
-	resp, err := send(r.base, req, r.t.AttemptTimeout)
+	resp, err := send(r.base, req, r.attemptTimeout(n))
 	a = Attempt{Request: req, Response: resp, Err: err, Number: n, Keyed: r.keyed}
 	if err != nil && r.ctx.Err() != nil {
 		return a, true
@@ -108,6 +108,27 @@ func (r *retryRun) attempt(req *http.Request, n int) (a Attempt, canceled bool) 
 		a.NeverSent = r.probe.neverSent()
 	}
 	return a, false
+}
+
+// attemptTimeout returns attempt n's bound until its response headers.
+// The first attempt gets AttemptTimeout as configured, so a slow call that
+// works with one attempt keeps working. A later attempt, when the time
+// left before the deadline is less than the attempts that may still
+// follow would need, gets an equal share of it, so the last one is not
+// starved; but never less than minAttemptTime, the floor the waits keep
+// too.
+func (r *retryRun) attemptTimeout(n int) time.Duration {
+	d := r.t.AttemptTimeout
+	deadline, ok := r.ctx.Deadline()
+	if d <= 0 || n == 1 || !ok {
+		return d
+	}
+	left := time.Until(deadline)
+	attempts := time.Duration(max(r.t.maxRetries()-n+2, 1)) // this one and those that may follow
+	if share := left / attempts; share < d {
+		d = max(share, minAttemptTime)
+	}
+	return d
 }
 
 // prepare decides what the run must observe before the first attempt. A

@@ -900,3 +900,55 @@ func TestBudgetStopsRetries(t *testing.T) {
 		}
 	})
 }
+
+// Later attempts share the time left before the deadline when it is less
+// than they would need; the first keeps its whole attempt timeout.
+func TestAttemptTimeoutsShareTheTimeLeft(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var starts []time.Duration
+		start := time.Now()
+		base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			starts = append(starts, time.Since(start))
+			<-r.Context().Done()
+			return nil, r.Context().Err()
+		})
+		tr := &Transport{Base: base, AttemptTimeout: 4 * time.Second, Backoff: noWait}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second+minAttemptTime)
+		defer cancel()
+		_, err := tr.RoundTrip(get(t, "http://api.test/").WithContext(ctx))
+		if !errors.Is(err, ErrAttemptTimeout) {
+			t.Fatalf("err %v", err)
+		}
+		// 4s for the first; then 6.1s left for up to 3 attempts: about
+		// 2.03s each, the last one ending at the deadline's 100ms margin.
+		want := []time.Duration{0, 4 * time.Second, 6033333333, 8066666666}
+		if len(starts) != len(want) {
+			t.Fatalf("attempts started at %v; want %v", starts, want)
+		}
+		for i := range want {
+			if d := starts[i] - want[i]; d < -time.Millisecond || d > time.Millisecond {
+				t.Fatalf("attempts started at %v; want %v", starts, want)
+			}
+		}
+	})
+}
+
+// The share is never less than minAttemptTime.
+func TestSharedAttemptTimeoutHasAFloor(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var durations []time.Duration
+		base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			start := time.Now()
+			<-r.Context().Done()
+			durations = append(durations, time.Since(start))
+			return nil, r.Context().Err()
+		})
+		tr := &Transport{Base: base, AttemptTimeout: time.Second, Backoff: noWait, MaxRetries: 10}
+		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		defer cancel()
+		tr.RoundTrip(get(t, "http://api.test/").WithContext(ctx))
+		if len(durations) < 2 || durations[0] != time.Second || durations[1] != minAttemptTime {
+			t.Fatalf("attempt durations %v; want 1s, then the floor of %v", durations, minAttemptTime)
+		}
+	})
+}
