@@ -239,3 +239,23 @@ func WithHedge(delay time.Duration, maxHedges int) Option {
 	}
 	return loopOption("WithHedge", func(t *Transport) { t.HedgeDelay, t.MaxHedges = delay, maxHedges })
 }
+
+// defaultAttemptHeader is the header New sends the attempt number in on
+// every attempt after the first. No standard names one: AWS SDKs send
+// "amz-sdk-request: attempt=2; max=4" on every request, Envoy sends
+// x-envoy-attempt-count upstream (and overwrites it when it retries
+// itself), gRPC sends grpc-previous-rpc-attempts (A6). A neutral name,
+// sent only on retries and hedges, tells any server a request is a
+// second try without claiming a vendor's header.
+const defaultAttemptHeader = "Retry-Attempt"
+
+// WithAttemptHeader sets the header in which every attempt after the first
+// carries its number (default Retry-Attempt: 2 on the first retry), so an
+// overloaded server can shed retries before first attempts. The empty
+// name sends none; an invalid header name panics.
+func WithAttemptHeader(name string) Option {
+	if name != "" && !validHeaderName(name) {
+		invalid("WithAttemptHeader", fmt.Sprintf("%q", name), "not a valid header name")
+	}
+	return stackOption("WithAttemptHeader", func(s *Stack) { s.retries.AttemptHeader = name })
+}

@@ -23,7 +23,9 @@ var _ http.RoundTripper = (*Stack)(nil)
 // that close a connection that stopped answering: pinged after 30s
 // without a frame, closed if the ping goes unanswered for 15s or a write
 // makes no progress for 30s. The stack has a retry budget of its own
-// (NewBudget's defaults) unless WithBudget says otherwise. The result is
+// (NewBudget's defaults) unless WithBudget says otherwise, and names
+// every attempt after the first in a Retry-Attempt header unless
+// WithAttemptHeader says otherwise. The result is
 // meant for http.Client.Transport. New panics on an invalid option,
 // naming it.
 func New(base http.RoundTripper, opts ...Option) *Stack {
@@ -33,6 +35,7 @@ func New(base http.RoundTripper, opts ...Option) *Stack {
 	s := &Stack{}
 	s.retries.Base = base
 	s.retries.Budget = new(Budget) // the zero Budget has the defaults
+	s.retries.AttemptHeader = defaultAttemptHeader
 	s.bodies.Base = &s.retries
 	s.keys.Base = &s.bodies
 	t := target{stack: s, retries: &s.retries}

@@ -65,6 +65,11 @@ type Transport struct {
 	// Hook, if set, receives the same events, for metrics and tracing.
 	// It runs on the request's goroutine and must not block.
 	Hook func(Event)
+	// AttemptHeader, if set, names a header sent on every attempt after
+	// the first with the attempt's number (2 for the first retry), so an
+	// overloaded server can shed retries first. Empty sends none (New
+	// sets Retry-Attempt).
+	AttemptHeader string
 	// HedgeDelay and MaxHedges configure hedging (WithHedge): after
 	// HedgeDelay without an answer, another attempt is sent while the
 	// first is still in flight, up to MaxHedges. Zero means no hedging.

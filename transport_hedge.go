@@ -39,7 +39,7 @@ type attemptResult struct {
 // flight at once. It is used by one goroutine, the run's; the attempts'
 // goroutines only send on results.
 type hedgedRun struct {
-	retryRun // a copy: the plain loop's run stays on its caller's stack
+	retryRun   // a copy: the plain loop's run stays on its caller's stack
 	results    chan attemptResult
 	inFlight   map[int]context.CancelFunc // attempt number -> its cancel
 	hedgesLeft int
@@ -91,8 +91,8 @@ func (h *hedgedRun) launch(body io.ReadCloser, hedge bool) {
 	n := h.sent
 	ctx, cancel := context.WithCancel(h.runCtx)
 	req := h.req.WithContext(ctx)
-	if body != nil {
-		req.Body = body
+	if n > 1 {
+		req = h.attemptRequest(ctx, body, n)
 	}
 	h.inFlight[n] = cancel
 	if hedge {

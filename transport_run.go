@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"strconv"
 	"sync/atomic"
 	"time"
 )
@@ -167,9 +168,23 @@ func (r *retryRun) firstRequest() *http.Request {
 // with the replayed body and the run's context.
 func (r *retryRun) retryRequest(body io.ReadCloser) *http.Request {
 	r.attachRecord()
-	next := r.req.WithContext(r.runCtx)
+	return r.attemptRequest(r.runCtx, body, r.sent+1)
+}
+
+// attemptRequest is a shallow copy of the caller's request for attempt
+// n > 1, with ctx, body (if any) and, when the transport names one, the
+// attempt header: an overloaded server can shed retries first.
+func (r *retryRun) attemptRequest(ctx context.Context, body io.ReadCloser, n int) *http.Request {
+	next := r.req.WithContext(ctx)
 	if body != nil {
 		next.Body = body
+	}
+	if name := r.t.AttemptHeader; name != "" {
+		next.Header = r.req.Header.Clone()
+		if next.Header == nil {
+			next.Header = make(http.Header, 1)
+		}
+		next.Header[http.CanonicalHeaderKey(name)] = []string{strconv.Itoa(n)}
 	}
 	return next
 }

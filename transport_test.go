@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -951,4 +952,44 @@ func TestSharedAttemptTimeoutHasAFloor(t *testing.T) {
 			t.Fatalf("attempt durations %v; want 1s, then the floor of %v", durations, minAttemptTime)
 		}
 	})
+}
+
+// Every attempt after the first tells the server its number, so an
+// overloaded server can shed retries first; the first carries nothing.
+func TestRetriesCarryTheirAttemptNumber(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		opts   []Option
+		header string
+	}{
+		{"default", nil, "Retry-Attempt"},
+		{"custom", []Option{WithAttemptHeader("x-envoy-attempt-count")}, "X-Envoy-Attempt-Count"},
+		{"off", []Option{WithAttemptHeader("")}, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &script{outcomes: statuses(503, 503, 200)}
+			stack := New(s, append([]Option{WithBackoff(0, 0)}, tt.opts...)...)
+			req := get(t, "http://api.test/")
+			resp, err := stack.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			for i, got := range s.got {
+				want := []string(nil)
+				if i > 0 && tt.header != "" {
+					want = []string{strconv.Itoa(i + 1)}
+				}
+				if values := got.req.Header.Values(tt.header); tt.header != "" && !reflect.DeepEqual(values, want) {
+					t.Errorf("attempt %d: %s = %q, want %q", i+1, tt.header, values, want)
+				}
+				if tt.header == "" && len(got.req.Header) != 0 {
+					t.Errorf("attempt %d carries headers %v; want none", i+1, got.req.Header)
+				}
+			}
+			if len(req.Header) != 0 {
+				t.Fatalf("the caller's request was given headers: %v", req.Header)
+			}
+		})
+	}
 }
