@@ -1,6 +1,7 @@
 package saferetry_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -98,4 +99,111 @@ func ExampleExponential() {
 	}
 	fmt.Println()
 	// Output: 100ms 200ms 400ms 800ms 1s
+}
+
+// A slow attempt is hedged: after 20ms without an answer a second attempt,
+// with the same Idempotency-Key, races the first, and the first answer
+// wins. A server that deduplicates by key applies the charge once.
+func ExampleWithHedge() {
+	var mu sync.Mutex
+	applied := map[string]bool{}
+	requests := 0
+	stuck := make(chan struct{})
+	defer close(stuck)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body) // read it all: then the server notices a client that gives up
+		mu.Lock()
+		requests++
+		first := requests == 1
+		mu.Unlock()
+		if first {
+			select { // the first attempt meets a stalled replica
+			case <-stuck:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		mu.Lock()
+		applied[r.Header.Get("Idempotency-Key")] = true
+		mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer srv.Close()
+
+	client := saferetry.NewClient(saferetry.WithHedge(20*time.Millisecond, 1))
+	defer client.CloseIdleConnections()
+	resp, err := client.Post(srv.URL+"/charges", "text/plain", strings.NewReader("amount=100"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	fmt.Println(resp.StatusCode, "after", saferetry.Attempts(resp), "attempts; charges applied:", len(applied))
+	// Output: 201 after 2 attempts; charges applied: 1
+}
+
+// Options of the retry loop can change for one request: here a health
+// check that must not be retried, sent through a stack that retries.
+func ExampleWithRequestOptions() {
+	var mu sync.Mutex
+	requests := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		requests++
+		mu.Unlock()
+		http.Error(w, "warming up", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+
+	client := saferetry.NewClient(saferetry.WithBackoff(time.Millisecond, time.Millisecond))
+	defer client.CloseIdleConnections()
+	ctx := saferetry.WithRequestOptions(context.Background(), saferetry.WithMaxRetries(0))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/healthz", nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	fmt.Println(resp.StatusCode, "after", requests, "request")
+	// Output: 503 after 1 request
+}
+
+// An SDK builds its own requests, so their context is out of reach: the
+// stack chooses options from the request itself.
+func ExampleWithRequestOptionsFunc() {
+	var mu sync.Mutex
+	requests := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		requests[r.URL.Path]++
+		mu.Unlock()
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+
+	noRetryForHealth := saferetry.WithRequestOptionsFunc(func(r *http.Request) []saferetry.Option {
+		if r.URL.Path == "/healthz" {
+			return []saferetry.Option{saferetry.WithMaxRetries(0)}
+		}
+		return nil
+	})
+	client := saferetry.NewClient(noRetryForHealth, saferetry.WithBackoff(time.Millisecond, time.Millisecond))
+	defer client.CloseIdleConnections()
+	for _, path := range []string{"/healthz", "/v1/things"} {
+		resp, err := client.Get(srv.URL + path)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		resp.Body.Close()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	fmt.Println("/healthz:", requests["/healthz"], "request; /v1/things:", requests["/v1/things"], "requests")
+	// Output: /healthz: 1 request; /v1/things: 4 requests
 }
