@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/saferetry/saferetry"
+	"github.com/saferetry/saferetry/keystore/sqlitestore"
 )
 
 // runDo runs "saferetry do args..." through run, as main does, with stdin
@@ -380,7 +381,7 @@ func TestDoExitStatuses(t *testing.T) {
 	t.Run("3: connection refused, every attempt", func(t *testing.T) {
 		code, out, errOut := runDo(t, "", "-d", "x", closedURL(t))
 		wantExit(t, code, 3, errOut)
-		if out != "" || !strings.Contains(errOut, "connection refused") || !strings.Contains(errOut, "never reached the server; safe to run again") {
+		if out != "" || !strings.Contains(errOut, "connection refused") || !strings.Contains(errOut, "never reached the server: safe to run again") {
 			t.Errorf("stdout %q, stderr %q", out, errOut)
 		}
 		if !strings.Contains(errOut, "after 4 attempt") {
@@ -395,7 +396,7 @@ func TestDoExitStatuses(t *testing.T) {
 		srv := newScriptServer(t, cut, cut)
 		code, _, errOut := runDo(t, "", "--retries", "1", srv.URL)
 		wantExit(t, code, 4, errOut)
-		if !strings.Contains(errOut, "may have reached the server; GET is idempotent: safe to run again") || len(srv.seen()) != 2 {
+		if !strings.Contains(errOut, "may have reached the server: safe to run again, GET is idempotent") || len(srv.seen()) != 2 {
 			t.Errorf("stderr %q, %d attempts", errOut, len(srv.seen()))
 		}
 	})
@@ -458,7 +459,7 @@ func TestDoExitStatuses(t *testing.T) {
 		doTestOptions = []saferetry.Option{saferetry.WithBudget(saferetry.NewBudget(saferetry.BudgetRatio(0), saferetry.BudgetMinRetriesPerSecond(0)))}
 		code, _, errOut := runDo(t, "", "-d", "x", closedURL(t))
 		wantExit(t, code, 5, errOut)
-		if !strings.Contains(errOut, "refused before anything was sent") {
+		if !strings.Contains(errOut, "refused to send it and nothing was sent: safe to run again, later") {
 			t.Errorf("stderr %q", errOut)
 		}
 	})
@@ -631,4 +632,48 @@ func TestDoHelp(t *testing.T) {
 			t.Errorf("-h lacks %q", want)
 		}
 	}
+}
+
+// TestDoOperation checks --operation in one process: the key comes from
+// the store, whatever the method, and is the same on every attempt.
+func TestDoOperation(t *testing.T) {
+	t.Run("a PUT retried under the store's key", func(t *testing.T) {
+		db := filepath.Join(t.TempDir(), "keys.db")
+		srv := newScriptServer(t, status(http.StatusServiceUnavailable, "0", ""), status(http.StatusOK, "", "stored"))
+		code, out, errOut := runDo(t, "", "-v", "--operation", "config/v7", "--store", "sqlite:"+db, "-X", "PUT", "-d", "v=7", srv.URL+"/config")
+		wantExit(t, code, 0, errOut)
+		got := srv.seen()
+		if out != "stored" || len(got) != 2 || got[0].key() == "" || got[1].key() != got[0].key() {
+			t.Fatalf("stdout %q, the server saw %+v; want two attempts under one key", out, got)
+		}
+		if want := `* PUT ` + srv.URL + `/…, 3 bytes of data, operation "config/v7", keys in sqlite:` + db + "\n"; !strings.HasPrefix(errOut, want) {
+			t.Errorf("stderr %q, want it to begin %q", errOut, want)
+		}
+		store, err := sqlitestore.Open(db, sqlitestore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
+		if p, err := store.Pending(t.Context()); err != nil || len(p) != 0 {
+			t.Errorf("pending %+v (%v): the 200 must finish the operation", p, err)
+		}
+	})
+	t.Run("cut every time: exit 4, rerun with the operation", func(t *testing.T) {
+		db := filepath.Join(t.TempDir(), "keys.db")
+		srv := newScriptServer(t, cut, cut)
+		code, _, errOut := runDo(t, "", "--retries", "1", "--operation", "charge/1", "--store", "sqlite:"+db, "-d", "x", srv.URL)
+		wantExit(t, code, 4, errOut)
+		if !strings.Contains(errOut, "safe to run again with the same --operation and --store") {
+			t.Errorf("stderr %q", errOut)
+		}
+		store, err := sqlitestore.Open(db, sqlitestore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
+		p, err := store.Pending(t.Context())
+		if got := srv.seen(); err != nil || len(p) != 1 || p[0].Key != got[0].key() || got[1].key() != p[0].Key {
+			t.Errorf("pending %+v (%v), keys sent %q, %q: want the operation pending with the key sent", p, err, got[0].key(), got[1].key())
+		}
+	})
 }

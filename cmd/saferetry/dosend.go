@@ -123,17 +123,17 @@ func (d *doRequest) failed(err error, ev *sendEvidence) error {
 	var oerr *saferetry.OperationError
 	if errors.As(err, &oerr) {
 		if errors.Is(err, saferetry.ErrOperationDone) || errors.Is(err, saferetry.ErrFingerprintMismatch) {
-			return usagef("%v: nothing sent; to write again on purpose, name a new --operation", err)
+			return usagef("%v; nothing was sent (to write again on purpose, name a new --operation)", err)
 		}
-		return &exitError{status: 3, err: fmt.Errorf("%w: nothing sent, safe to run again", err)}
+		return &exitError{status: 3, err: fmt.Errorf("%w; nothing was sent: safe to run again", err)}
 	}
 	switch ev.verdict(err) {
 	case refused:
-		return &exitError{status: 5, err: fmt.Errorf("%w: refused before anything was sent; safe to run again, later", err)}
+		return &exitError{status: 5, err: fmt.Errorf("%w; saferetry refused to send it and nothing was sent: safe to run again, later", err)}
 	case neverSent:
-		return &exitError{status: 3, err: fmt.Errorf("%w: the request never reached the server; safe to run again", err)}
+		return &exitError{status: 3, err: fmt.Errorf("%w; the request never reached the server: safe to run again", err)}
 	}
-	return &exitError{status: 4, err: fmt.Errorf("%w: the request may have reached the server; %s", err, d.rerunAdvice())}
+	return &exitError{status: 4, err: fmt.Errorf("%w; the request may have reached the server: %s", err, d.rerunAdvice())}
 }
 
 // rerunAdvice says whether running the request again is safe, after it
@@ -141,11 +141,11 @@ func (d *doRequest) failed(err error, ev *sendEvidence) error {
 func (d *doRequest) rerunAdvice() string {
 	switch {
 	case d.operation != "":
-		return "run again with the same --operation and --store, and the server deduplicates it"
+		return "safe to run again with the same --operation and --store (the server deduplicates it by key)"
 	case isIdempotent(d.method):
-		return d.method + " is idempotent: safe to run again"
+		return "safe to run again, " + d.method + " is idempotent"
 	}
-	return "do not simply run it again: the write may have happened (use --operation to make reruns safe)"
+	return "do not simply run it again, the write may have happened (--operation makes reruns safe)"
 }
 
 func isIdempotent(method string) bool {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -46,6 +47,9 @@ func parseStoreSpec(spec string) (storeSpec, error) {
 // reached fails the operation's first step, before anything is sent.
 func (s storeSpec) open() (saferetry.KeyStore, func() error, error) {
 	if s.redis != nil {
+		// go-redis prints its pool's dial failures on stderr by itself;
+		// do reports the failure once, with its exit status.
+		redis.SetLogger(quietRedis{})
 		client := redis.NewClient(s.redis)
 		return redisstore.New(client, redisstore.Options{}), client.Close, nil
 	}
@@ -63,6 +67,11 @@ func (s storeSpec) open() (saferetry.KeyStore, func() error, error) {
 	}
 	return st, st.Close, nil
 }
+
+// quietRedis is a go-redis logger that prints nothing.
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
 
 // String is the store for messages, any password hidden.
 func (s storeSpec) String() string { return redactStore(s.raw) }
