@@ -313,16 +313,13 @@ func parseDoURL(raw string) (*url.URL, error) {
 		return nil, usagef("bad URL: %v", err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, usagef("bad URL %q: want an absolute http:// or https:// URL", redactURL(u))
+		return nil, usagef("bad URL %q: want an absolute http:// or https:// URL", u.Redacted())
 	}
 	if u.Host == "" || u.Hostname() == "" {
-		return nil, usagef("bad URL %q: no host", redactURL(u))
+		return nil, usagef("bad URL %q: no host", u.Redacted())
 	}
 	return u, nil
 }
-
-// redactURL is u for messages: the password hidden, as url.Redacted does.
-func redactURL(u *url.URL) string { return u.Redacted() }
 
 // readData resolves -d's value: literal data, @FILE or @- (stdin).
 func readData(v string) ([]byte, error) {
