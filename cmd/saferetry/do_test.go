@@ -449,7 +449,7 @@ func TestDoExitStatuses(t *testing.T) {
 		})
 		code, out, errOut := runDo(t, "", "-X", "PUT", srv.URL)
 		wantExit(t, code, 4, errOut)
-		if out != "first ten." || !strings.Contains(errOut, "reading the response body after 200 OK answered") {
+		if out != "first ten." || !strings.Contains(errOut, "reading the response body after the server answered 200 OK") {
 			t.Errorf("stdout %q, stderr %q", out, errOut)
 		}
 	})

@@ -45,9 +45,8 @@ func (d *doRequest) send(ctx context.Context, stdout, stderr io.Writer) error {
 		opts = append(opts, saferetry.WithKeyStore(store), saferetry.WithKeyMethods(d.method))
 		ctx = saferetry.WithOperation(ctx, d.operation)
 	}
-	var v *verbose
 	if d.verbose {
-		v = &verbose{w: stderr}
+		v := &verbose{w: stderr}
 		opts = append(opts, saferetry.WithStrategy(v.strategy()), saferetry.WithOnRetry(v.retry))
 		v.request(d)
 	}
@@ -109,7 +108,7 @@ func (d *doRequest) send(ctx context.Context, stdout, stderr io.Writer) error {
 		if out.err != nil {
 			return &exitError{status: 1, err: fmt.Errorf("writing the response: %w", out.err)}
 		}
-		return &exitError{status: 4, err: fmt.Errorf("reading the response body after %s answered: %w; %s",
+		return &exitError{status: 4, err: fmt.Errorf("reading the response body after the server answered %s: %w; the request reached the server: %s",
 			resp.Status, err, d.rerunAdvice())}
 	}
 	if out.err != nil {

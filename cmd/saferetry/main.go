@@ -48,9 +48,8 @@ type command struct {
 	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
-// commands lists the subcommands, the default first. A new subcommand (the
-// retry-storm simulator is next) is one more entry here, with its run
-// function in a file of its own.
+// commands lists the subcommands, the default first. A new subcommand is
+// one more entry here, with its run function in files of its own.
 var commands = []command{
 	{
 		name:    "demo",
