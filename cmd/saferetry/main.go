@@ -1,5 +1,6 @@
-// Command saferetry shows what the saferetry library does, against an
-// embedded, deliberately flaky payments API on loopback.
+// Command saferetry sends HTTP requests the way the saferetry library
+// does, and shows what the library does against an embedded, deliberately
+// flaky payments API on loopback.
 //
 // Usage:
 //
@@ -14,10 +15,19 @@
 //	        retry configurations side by side: live on loopback, or as a
 //	        discrete-event simulation of up to a million clients; writes an
 //	        SVG chart of attempts over time
+//	do      send one request, like curl, through saferetry's default stack:
+//	        retried safely, a write never doubled; with --operation and
+//	        --store, a run killed mid-write and run again sends the same
+//	        idempotency key
 //
-// Run "saferetry <command> -h" for a command's flags. The command exits
-// with status 1 when what it observed diverged from what saferetry
-// promises, and 2 on a usage error.
+// Run "saferetry <command> -h" for a command's flags. demo and storm exit
+// with status 1 when what they observed diverged from what saferetry
+// promises, and 2 on a usage error; do's exit statuses tell a script
+// whether running it again is safe (see "saferetry do -h").
+//
+// The command is a module of its own (cmd/saferetry/go.mod), in the
+// repository's workspace: do keeps keys in the keystore module's SQLite
+// and Redis stores, whose dependencies the core module must not carry.
 package main
 
 import (
@@ -38,9 +48,8 @@ type command struct {
 	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
-// commands lists the subcommands, the default first. A new subcommand (the
-// retry-storm simulator is next) is one more entry here, with its run
-// function in a file of its own.
+// commands lists the subcommands, the default first. A new subcommand is
+// one more entry here, with its run function in files of its own.
 var commands = []command{
 	{
 		name:    "demo",
@@ -51,6 +60,11 @@ var commands = []command{
 		name:    "storm",
 		summary: "run a retry storm (live on loopback, or simulated) and compare retry configurations",
 		run:     stormCommand,
+	},
+	{
+		name:    "do",
+		summary: "send one request like curl, retried safely, a write never doubled",
+		run:     doCommand,
 	},
 }
 
@@ -70,6 +84,16 @@ type usageError struct {
 
 func (e *usageError) Error() string { return e.err.Error() }
 func (e *usageError) Unwrap() error { return e.err }
+
+// exitError ends a command with an exit status of its own choosing (do's
+// 3, 4 and 5, which tell a script whether a rerun is safe).
+type exitError struct {
+	status int
+	err    error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
 
 // run dispatches args to a subcommand and returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -92,6 +116,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	err := cmd.run(ctx, args, stdout, stderr)
 	var uerr *usageError
+	var xerr *exitError
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
@@ -100,6 +125,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "saferetry %s: %v\n", name, err)
 		}
 		return 2
+	case errors.As(err, &xerr):
+		fmt.Fprintf(stderr, "saferetry %s: %v\n", name, err)
+		return xerr.status
 	}
 	fmt.Fprintf(stderr, "saferetry %s: %v\n", name, err)
 	return 1
