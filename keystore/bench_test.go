@@ -13,7 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/saferetry/saferetry"
-	"github.com/saferetry/saferetry/keystore/internal/redistest"
+	"github.com/saferetry/saferetry/internal/redistest"
 	"github.com/saferetry/saferetry/keystore/redisstore"
 	"github.com/saferetry/saferetry/keystore/sqlitestore"
 )

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/saferetry/saferetry"
-	"github.com/saferetry/saferetry/keystore/internal/redistest"
+	"github.com/saferetry/saferetry/internal/redistest"
 	"github.com/saferetry/saferetry/keystore/keystoretest"
 )
 

@@ -10,8 +10,6 @@ import (
 	"os"
 	"strings"
 	"time"
-
-	"github.com/saferetry/saferetry"
 )
 
 // doHelp is "saferetry do -h". It is the command's reference: flags, how
@@ -87,7 +85,10 @@ Exit status:
      the same --operation and --store
   5  saferetry's retry budget or throttle refused to send, and nothing
      reached the server: safe to run again, later
-`, saferetry.DefaultMaxRetries)
+`, defaultDoRetries)
+
+// defaultDoRetries is the stack's default retry limit, as -h states it.
+const defaultDoRetries = 3
 
 // doStdin is what -d @- reads. Tests replace it.
 var doStdin io.Reader = os.Stdin
@@ -247,7 +248,7 @@ func (d *doRequest) checkOperation(operation, store string, opSet, storeSet bool
 		return usagef("--operation with %s: a %s writes nothing, so it needs no key; --operation is for POST, PUT, PATCH, DELETE and other writes", d.method, d.method)
 	}
 	for _, h := range d.headers {
-		if strings.EqualFold(h.name, saferetry.DefaultKeyHeader) || strings.EqualFold(h.name, "X-Idempotency-Key") {
+		if strings.EqualFold(h.name, "Idempotency-Key") || strings.EqualFold(h.name, "X-Idempotency-Key") {
 			return usagef("--operation with -H %s: the request already has its key, so the operation's would never be used; give one or the other", h.name)
 		}
 	}

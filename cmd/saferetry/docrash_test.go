@@ -7,17 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/saferetry/saferetry/internal/redistest"
 )
 
 // The crash tests run this test binary again as a child process that runs
@@ -189,7 +189,7 @@ func TestDoCrashMidWriteSQLite(t *testing.T) {
 }
 
 func TestDoCrashMidWriteRedis(t *testing.T) {
-	testDoCrash(t, "redis://"+startRedis(t))
+	testDoCrash(t, "redis://"+redistest.Start(t))
 }
 
 // The control: without --operation the rerun cannot know the killed run's
@@ -240,66 +240,4 @@ func TestDoStoreUnreachable(t *testing.T) {
 	if !strings.Contains(errOut, "nothing was sent: safe to run again") || len(srv.seen()) != 0 {
 		t.Errorf("stderr %q, server saw %d", errOut, len(srv.seen()))
 	}
-}
-
-// startRedis runs a throwaway redis-server on a loopback port for the
-// test, and returns its address. It is a small copy of the keystore
-// module's internal/redistest.Start, which Go's internal rule keeps from
-// this module; the test is skipped, loudly, without redis-server.
-func startRedis(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "\n*** REDIS TESTS SKIPPED: redis-server not installed ***")
-		t.Skip("redis-server not installed")
-	}
-	for range 3 { // another process may take the free port first
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-		l.Close()
-		cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no",
-			"--dir", t.TempDir(), "--daemonize", "no")
-		r, w := io.Pipe()
-		cmd.Stdout, cmd.Stderr = w, w
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		ready := make(chan bool, 1)
-		var output strings.Builder
-		go func() {
-			buf := make([]byte, 4096)
-			for {
-				n, err := r.Read(buf)
-				output.Write(buf[:n])
-				if strings.Contains(output.String(), "Ready to accept connections") {
-					ready <- true
-					io.Copy(io.Discard, r)
-					return
-				}
-				if err != nil {
-					ready <- false
-					return
-				}
-			}
-		}()
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); w.Close(); close(exited) }()
-		stop := func() { cmd.Process.Kill(); <-exited }
-		select {
-		case ok := <-ready:
-			if ok {
-				t.Cleanup(stop)
-				return "127.0.0.1:" + port
-			}
-			stop()
-		case <-time.After(30 * time.Second): // a safety net, not the signal
-			stop()
-			t.Fatal("redis-server not ready after 30s")
-		}
-	}
-	t.Fatal("redis-server did not start")
-	return ""
 }

@@ -47,7 +47,7 @@ func (d *doRequest) send(ctx context.Context, stdout, stderr io.Writer) error {
 	}
 	if d.verbose {
 		v := &verbose{w: stderr}
-		opts = append(opts, saferetry.WithStrategy(v.strategy()), saferetry.WithOnRetry(v.retry))
+		opts = append(opts, saferetry.WithStrategy(v.strategy()), saferetry.WithHook(v.retry))
 		v.request(d)
 	}
 	opts = append(opts, doTestOptions...)
@@ -271,8 +271,8 @@ func (v *verbose) strategy() saferetry.Strategy {
 	return saferetry.StrategyFunc(func(a saferetry.Attempt) saferetry.Retryable {
 		key := ""
 		if a.Request != nil {
-			if k := a.Request.Header.Get(saferetry.DefaultKeyHeader); k != "" {
-				key = " (" + saferetry.DefaultKeyHeader + " " + k + ")"
+			if k := a.Request.Header.Get("Idempotency-Key"); k != "" {
+				key = " (" + "Idempotency-Key" + " " + k + ")"
 			}
 		}
 		if a.Err != nil {
@@ -285,8 +285,10 @@ func (v *verbose) strategy() saferetry.Strategy {
 }
 
 // retry reports a retry about to be made, or refused.
-func (v *verbose) retry(ev saferetry.RetryEvent) {
+func (v *verbose) retry(ev saferetry.Event) {
 	switch {
+	case ev.Hedge:
+		v.printf("hedging: attempt %d sent while another is in flight", ev.Number)
 	case ev.Stopped != saferetry.StopNone:
 		v.printf("not retrying: %s", ev.Stopped)
 	case ev.ServerDirected:

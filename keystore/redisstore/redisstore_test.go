@@ -11,7 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/saferetry/saferetry"
-	"github.com/saferetry/saferetry/keystore/internal/redistest"
+	"github.com/saferetry/saferetry/internal/redistest"
 	"github.com/saferetry/saferetry/keystore/internal/stalltest"
 	"github.com/saferetry/saferetry/keystore/keystoretest"
 )
