@@ -3,6 +3,7 @@ package saferetry
 import (
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,15 +23,23 @@ func discard(resp *http.Response) {
 		return
 	}
 	body := resp.Body
-	if resp.ContentLength <= limit {
-		// Closing the body ends a read in progress, over HTTP/1 and
-		// HTTP/2 (TestStalledDiscardedBodyOverTheNetwork), and so a
-		// stalled drain.
-		stop := time.AfterFunc(drainTime, func() { _ = body.Close() })
-		_, _ = io.CopyN(io.Discard, body, limit)
-		stop.Stop()
+	if resp.ContentLength > limit {
+		_ = body.Close()
+		return
 	}
-	_ = body.Close()
+	// Closing the body ends a read in progress, over HTTP/1 and HTTP/2
+	// (TestStalledDiscardedBodyOverTheNetwork), and so a stalled drain.
+	// The body is closed once, by the timer or here.
+	var closed atomic.Bool
+	closeOnce := func() {
+		if !closed.Swap(true) {
+			_ = body.Close()
+		}
+	}
+	stop := time.AfterFunc(drainTime, closeOnce)
+	_, _ = io.CopyN(io.Discard, body, limit)
+	stop.Stop()
+	closeOnce()
 }
 
 func hasBody(req *http.Request) bool { return req.Body != nil && req.Body != http.NoBody }
