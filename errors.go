@@ -28,6 +28,9 @@ const (
 	StopBodyNotReplayable
 	// StopCanceled: the caller's context ended while retrying.
 	StopCanceled
+	// StopThrottled: adaptive throttling refused the retry locally (the
+	// host's recent answers show overload); nothing more was sent.
+	StopThrottled
 )
 
 var stopReasonNames = [...]string{
@@ -39,6 +42,7 @@ var stopReasonNames = [...]string{
 	StopRetryAfterTooLong: "Retry-After over the cap",
 	StopBodyNotReplayable: "body not replayable",
 	StopCanceled:          "canceled",
+	StopThrottled:         "throttled",
 }
 
 // String returns a short human-readable name for the reason.
@@ -48,6 +52,15 @@ func (r StopReason) String() string {
 	}
 	return "StopReason(" + strconv.Itoa(int(r)) + ")"
 }
+
+// ErrThrottled is returned when adaptive throttling refused to send a
+// request: the host's recent answers show it is overloaded (429, 503,
+// refused connections, attempt timeouts), so the request was refused
+// locally, with a probability that grows with the overload, and nothing
+// was sent. A refused first attempt returns an error wrapping it; a
+// refused retry hands back the last real response, marked
+// StopThrottled, or a *RetryError that matches it with errors.Is.
+var ErrThrottled = errors.New("saferetry: throttled: the host is overloaded; the request was not sent")
 
 // ErrAttemptTimeout is wrapped by the error of an attempt that exceeded
 // the Transport's AttemptTimeout before its response headers arrived.
@@ -80,6 +93,8 @@ func (e *RetryError) Is(target error) bool {
 		return e.Reason == StopBudget
 	case ErrBodyNotReplayable:
 		return e.Reason == StopBodyNotReplayable
+	case ErrThrottled:
+		return e.Reason == StopThrottled
 	}
 	return false
 }

@@ -259,3 +259,21 @@ func WithAttemptHeader(name string) Option {
 	}
 	return stackOption("WithAttemptHeader", func(s *Stack) { s.retries.AttemptHeader = name })
 }
+
+// WithThrottle sets the K of adaptive client-side throttling (the Google
+// SRE book, "Handling Overload"): attempts to a host, first attempts
+// included, are refused locally with probability max(0, (requests -
+// K*accepts) / (requests + 1)) over its recent attempts, at most 0.9, so
+// an overloaded host is not hit with requests bound to fail and some keep
+// probing it. Only overload answers (429, 503, refused connections,
+// attempt timeouts) count as not accepted. A refused first attempt fails
+// with ErrThrottled; nothing is sent. Zero turns throttling off; otherwise
+// k must be at least 1 (below, a healthy host would be throttled). The
+// counts live in the stack's budget, so WithBudget(nil) turns throttling
+// off too. It can apply per request.
+func WithThrottle(k float64) Option {
+	if k != 0 && !(k >= 1 && k <= 100) {
+		invalid("WithThrottle", k, "must be 0 (off) or within [1, 100]")
+	}
+	return loopOption("WithThrottle", func(t *Transport) { t.Throttle = k })
+}

@@ -1,6 +1,10 @@
 package saferetry
 
-import "net/http"
+import (
+	"errors"
+	"net/http"
+	"syscall"
+)
 
 // askedToComeBack reports the statuses by which a server says it did not
 // process the request and asks the client to send it again later: 408
@@ -18,4 +22,16 @@ func askedToComeBack(resp *http.Response) bool {
 		return temporary
 	}
 	return false
+}
+
+// overloaded reports the outcomes that show the host is overloaded, the
+// only ones adaptive throttling counts as not accepted: 429, 503, a
+// refused connection, an attempt that timed out. A 404 or a 422 is an
+// accepted request.
+func overloaded(a Attempt) bool {
+	if a.Err != nil {
+		return errors.Is(a.Err, syscall.ECONNREFUSED) || errors.Is(a.Err, ErrAttemptTimeout)
+	}
+	code := a.StatusCode()
+	return code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable
 }

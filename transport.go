@@ -65,6 +65,11 @@ type Transport struct {
 	// Hook, if set, receives the same events, for metrics and tracing.
 	// It runs on the request's goroutine and must not block.
 	Hook func(Event)
+	// Throttle is the K of adaptive throttling (WithThrottle): attempts
+	// to a host are refused locally with probability max(0, (requests -
+	// K*accepts) / (requests + 1)) over its recent attempts, counted by
+	// Budget. Zero, or a nil Budget, means no throttling.
+	Throttle float64
 	// AttemptHeader, if set, names a header sent on every attempt after
 	// the first with the attempt's number (2 for the first retry), so an
 	// overloaded server can shed retries first. Empty sends none (New

@@ -68,6 +68,10 @@ func hedgedLoop(run retryRun) (*http.Response, error) {
 	defer h.timer.Stop()
 	h.attachRecord()
 	defer func() { h.rec.running.Store(false) }() // h.rec may be replaced by then
+	if !h.t.Budget.admit(h.req.URL.Host, h.t.Throttle) {
+		closeBody(h.req.Body)
+		return nil, ErrThrottled
+	}
 	h.t.Budget.deposit(h.req.URL.Host)
 	h.launch(h.req.Body, false)
 	for {
@@ -118,6 +122,11 @@ func (h *hedgedRun) hedge() {
 		h.hedgesLeft = 0
 		return
 	}
+	if !h.t.Budget.admit(host, h.t.Throttle) {
+		h.t.Budget.refund(host)
+		h.hedgesLeft = 0
+		return
+	}
 	body, ok := h.nextBody()
 	if !ok {
 		h.t.Budget.refund(host)
@@ -139,6 +148,7 @@ func (h *hedgedRun) settle(res attemptResult) (resp *http.Response, err error, d
 		h.abandon(nil)
 		return nil, h.canceled(nil), true
 	}
+	h.t.Budget.record(h.req.URL.Host, !overloaded(a))
 	verdict := h.t.strategy().Classify(a)
 	if verdict == Done || verdict == Fatal {
 		h.abandon(&a)

@@ -30,6 +30,10 @@ func (r *retryRun) loop() (*http.Response, error) {
 	t, req := r.t, r.req
 	r.prepare()
 	host := req.URL.Host
+	if !t.Budget.admit(host, t.Throttle) {
+		closeBody(req.Body)
+		return nil, ErrThrottled
+	}
 	t.Budget.deposit(host)
 	strategy, maxRetries := t.strategy(), t.maxRetries()
 	areq := r.firstRequest()
@@ -85,6 +89,10 @@ func (r *retryRun) planRetry(a Attempt, n, maxRetries int) (time.Duration, io.Re
 	if !t.Budget.withdraw(host) {
 		return 0, nil, StopBudget
 	}
+	if !t.Budget.admit(host, t.Throttle) {
+		t.Budget.refund(host)
+		return 0, nil, StopThrottled
+	}
 	body, ok := r.nextBody()
 	if !ok {
 		t.Budget.refund(host)
@@ -105,6 +113,7 @@ func (r *retryRun) attempt(req *http.Request, n int) (a Attempt, canceled bool) 
 	if err != nil && r.ctx.Err() != nil {
 		return a, true
 	}
+	r.t.Budget.record(r.req.URL.Host, !overloaded(a))
 	if r.probe != nil && err != nil {
 		a.NeverSent = r.probe.neverSent()
 	}
