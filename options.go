@@ -240,6 +240,25 @@ func WithHedge(delay time.Duration, maxHedges int) Option {
 	return loopOption("WithHedge", func(t *Transport) { t.HedgeDelay, t.MaxHedges = delay, maxHedges })
 }
 
+// WithHedgeQuantile hedges as WithHedge does, after the q-quantile of the
+// host's recent times to response headers instead of a fixed delay:
+// WithHedgeQuantile(0.9, 2) sends a hedge when an attempt is slower than
+// nine in ten of the host's recent ones, so about one request in ten is
+// hedged whatever the host's latency. A host with fewer than 20 answers
+// yet is hedged after WithHedge's delay, if one was given, and not at all
+// otherwise. Attempts a hedge made unnecessary count as lasting until
+// they were canceled, so a host's slow tail stays in its history. q must
+// be within (0, 1) and maxHedges within 1..5. It can apply per request.
+func WithHedgeQuantile(q float64, maxHedges int) Option {
+	if !(q > 0 && q < 1) {
+		invalid("WithHedgeQuantile", fmt.Sprintf("%v, %d", q, maxHedges), "q must be within (0, 1)")
+	}
+	if maxHedges < 1 || maxHedges > maxHedgesAllowed {
+		invalid("WithHedgeQuantile", fmt.Sprintf("%v, %d", q, maxHedges), "maxHedges must be within 1..5")
+	}
+	return loopOption("WithHedgeQuantile", func(t *Transport) { t.HedgeQuantile, t.MaxHedges = q, maxHedges })
+}
+
 // defaultAttemptHeader is the header New sends the attempt number in on
 // every attempt after the first. No standard names one: AWS SDKs send
 // "amz-sdk-request: attempt=2; max=4" on every request, Envoy sends

@@ -3,6 +3,8 @@ package saferetry
 import (
 	"net/http"
 	"strconv"
+
+	"github.com/saferetry/saferetry/internal/latency"
 )
 
 // Stack is the standard saferetry stack, outermost first: KeyInjector,
@@ -36,6 +38,7 @@ func New(base http.RoundTripper, opts ...Option) *Stack {
 	s.retries.Base = base
 	s.retries.Budget = new(Budget) // the zero Budget has the defaults
 	s.retries.AttemptHeader = defaultAttemptHeader
+	s.retries.latency = new(latency.Table)
 	s.bodies.Base = &s.retries
 	s.keys.Base = &s.bodies
 	t := target{stack: s, retries: &s.retries}

@@ -2,6 +2,8 @@ package saferetry
 
 import (
 	"log/slog"
+
+	"github.com/saferetry/saferetry/internal/latency"
 	"net/http"
 	"time"
 )
@@ -75,11 +77,18 @@ type Transport struct {
 	// overloaded server can shed retries first. Empty sends none (New
 	// sets Retry-Attempt).
 	AttemptHeader string
-	// HedgeDelay and MaxHedges configure hedging (WithHedge): after
-	// HedgeDelay without an answer, another attempt is sent while the
-	// first is still in flight, up to MaxHedges. Zero means no hedging.
-	HedgeDelay time.Duration
-	MaxHedges  int
+	// HedgeDelay, HedgeQuantile and MaxHedges configure hedging
+	// (WithHedge, WithHedgeQuantile): after a delay without an answer,
+	// another attempt is sent while the first is still in flight, up to
+	// MaxHedges. The delay is the HedgeQuantile of the host's recent
+	// times to response headers when it is set and the host has enough
+	// history (New keeps that history; a Transport made without New has
+	// none), and HedgeDelay otherwise. Zero MaxHedges means no hedging.
+	HedgeDelay    time.Duration
+	HedgeQuantile float64
+	MaxHedges     int
+
+	latency *latency.Table // the hosts' recent latencies, for HedgeQuantile
 }
 
 var _ http.RoundTripper = (*Transport)(nil)

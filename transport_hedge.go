@@ -19,7 +19,7 @@ const maxHedgesAllowed = 5
 // so a server that deduplicates applies it once), and only if each hedge
 // can read its own replay of the body while the others still send theirs.
 func (r *retryRun) hedging() bool {
-	if r.t.MaxHedges <= 0 || r.t.HedgeDelay <= 0 {
+	if r.t.MaxHedges <= 0 || (r.t.HedgeDelay <= 0 && r.t.HedgeQuantile <= 0) {
 		return false
 	}
 	if !r.keyed && !isIdempotent(r.req.Method) {
@@ -30,9 +30,9 @@ func (r *retryRun) hedging() bool {
 
 // attemptResult is what one attempt's goroutine hands back.
 type attemptResult struct {
-	a      Attempt
-	cancel context.CancelFunc // ends the attempt's context
-	hedge  bool               // sent while another attempt was in flight
+	a       Attempt
+	cancel  context.CancelFunc // ends the attempt's context
+	elapsed time.Duration      // from the send to its return
 }
 
 // hedgedRun is the state of a run that may have several attempts in
@@ -43,7 +43,8 @@ type hedgedRun struct {
 	results    chan attemptResult
 	inFlight   map[int]context.CancelFunc // attempt number -> its cancel
 	hedgesLeft int
-	timer      *time.Timer
+	delay      time.Duration // between hedges; 0: no hedge for this run
+	timer      *time.Timer   // nil when delay is 0
 	retries    int     // sequential retries made (after every attempt in flight failed)
 	last       Attempt // the latest failure kept to hand back, if all fail
 	haveLast   bool
@@ -63,9 +64,14 @@ func hedgedLoop(run retryRun) (*http.Response, error) {
 		results:    make(chan attemptResult, run.t.MaxHedges+1),
 		inFlight:   make(map[int]context.CancelFunc, run.t.MaxHedges+1),
 		hedgesLeft: run.t.MaxHedges,
-		timer:      time.NewTimer(run.t.HedgeDelay),
+		delay:      run.hedgeDelay(),
 	}
-	defer h.timer.Stop()
+	if h.delay > 0 {
+		h.timer = time.NewTimer(h.delay)
+		defer h.timer.Stop()
+	} else {
+		h.hedgesLeft = 0 // no delay known yet: the run only builds the host's history
+	}
 	h.attachRecord()
 	defer func() { h.rec.running.Store(false) }() // h.rec may be replaced by then
 	if !h.t.Budget.admit(h.req.URL.Host, h.t.Throttle) {
@@ -80,7 +86,7 @@ func hedgedLoop(run retryRun) (*http.Response, error) {
 			if resp, err, done := h.settle(res); done {
 				return resp, err
 			}
-		case <-h.timer.C:
+		case <-h.timerC():
 			h.hedge()
 		case <-h.ctx.Done():
 			h.abandon(nil)
@@ -103,11 +109,16 @@ func (h *hedgedRun) launch(body io.ReadCloser, hedge bool) {
 		h.t.report(h.ctx, Event{Attempt: Attempt{Request: req, Number: n, Keyed: h.keyed}, Hedge: true})
 	}
 	go func() {
+		start := time.Now()
 		resp, err := send(h.base, req, h.t.AttemptTimeout)
-		h.results <- attemptResult{a: Attempt{Request: req, Response: resp, Err: err, Number: n, Keyed: h.keyed}, cancel: cancel, hedge: hedge}
+		h.results <- attemptResult{
+			a:       Attempt{Request: req, Response: resp, Err: err, Number: n, Keyed: h.keyed},
+			cancel:  cancel,
+			elapsed: time.Since(start),
+		}
 	}()
 	if h.hedgesLeft > 0 {
-		h.timer.Reset(h.t.HedgeDelay)
+		h.timer.Reset(h.delay)
 	}
 }
 
@@ -149,6 +160,9 @@ func (h *hedgedRun) settle(res attemptResult) (resp *http.Response, err error, d
 		return nil, h.canceled(nil), true
 	}
 	h.t.Budget.record(h.req.URL.Host, !overloaded(a))
+	if a.Response != nil {
+		h.observe(res.elapsed)
+	}
 	verdict := h.t.strategy().Classify(a)
 	if verdict == Done || verdict == Fatal {
 		h.abandon(&a)
@@ -217,6 +231,9 @@ func (h *hedgedRun) abandon(winner *Attempt) {
 	}
 	for i := len(h.inFlight); i > 0; i-- {
 		res := <-h.results
+		if winner != nil {
+			h.observe(res.elapsed) // a lower bound: it was canceled
+		}
 		discard(res.a.Response)
 		res.cancel()
 	}
@@ -225,6 +242,34 @@ func (h *hedgedRun) abandon(winner *Attempt) {
 		discard(h.last.Response)
 		h.haveLast = false
 	}
+}
+
+// hedgeDelay returns how long an attempt may go unanswered before a hedge
+// is sent: the host's HedgeQuantile when it is set and known, HedgeDelay
+// otherwise; 0 when neither is known.
+func (r *retryRun) hedgeDelay() time.Duration {
+	if q := r.t.HedgeQuantile; q > 0 && r.t.latency != nil {
+		if d, ok := r.t.latency.Quantile(r.req.URL.Host, q); ok {
+			return max(d, time.Microsecond)
+		}
+	}
+	return r.t.HedgeDelay
+}
+
+// observe adds an attempt's time to the host's history, when the run
+// hedges on a quantile of it.
+func (h *hedgedRun) observe(d time.Duration) {
+	if h.t.HedgeQuantile > 0 && h.t.latency != nil {
+		h.t.latency.Observe(h.req.URL.Host, d, time.Now())
+	}
+}
+
+// timerC is the hedge timer's channel, or nil (never ready) without one.
+func (h *hedgedRun) timerC() <-chan time.Time {
+	if h.timer == nil {
+		return nil
+	}
+	return h.timer.C
 }
 
 // keepAliveUntilClosed ties an attempt's context to its response body: it

@@ -345,3 +345,57 @@ func TestWithHedgeRejectsBadValues(t *testing.T) {
 		}()
 	}
 }
+
+// WithHedgeQuantile hedges after a quantile of the host's recent times to
+// response headers, once the host has enough history.
+func TestHedgeOnAQuantileOfTheHostsLatency(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		plan := make([]plannedAnswer, 0, 40)
+		for range 30 {
+			plan = append(plan, plannedAnswer{after: 2 * time.Millisecond, status: 200})
+		}
+		plan = append(plan, plannedAnswer{after: time.Hour, status: 200}, plannedAnswer{after: 2 * time.Millisecond, status: 200})
+		base := &slowFirst{plan: plan}
+		stack := New(base, WithHedgeQuantile(0.9, 1), WithBudget(nil))
+		for i := range 30 {
+			resp, err := stack.RoundTrip(get(t, "http://api.test/"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if i < 20 && base.attempts() != i+1 {
+				t.Fatalf("hedged before the host had history")
+			}
+		}
+		start := time.Now()
+		resp, err := stack.RoundTrip(get(t, "http://api.test/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		// The p90 of 2ms answers is reported as its bucket's upper
+		// edge, within 25% above: the hedge went out between 2 and 2.5ms.
+		took := time.Since(start)
+		if Attempts(resp) != 2 || took < 4*time.Millisecond || took > 4500*time.Microsecond {
+			t.Fatalf("Attempts %d after %v; want the hedge sent after about 2ms to answer", Attempts(resp), took)
+		}
+	})
+}
+
+// Before the host has history, the fixed delay of WithHedge applies, if
+// given.
+func TestHedgeQuantileFallsBackToTheFixedDelay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		base := &slowFirst{plan: []plannedAnswer{{after: time.Hour}, {after: time.Millisecond, status: 200}}}
+		stack := New(base, WithHedge(50*time.Millisecond, 1), WithHedgeQuantile(0.9, 1), WithBudget(nil))
+		start := time.Now()
+		resp, err := stack.RoundTrip(get(t, "http://api.test/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if took := time.Since(start); took != 51*time.Millisecond {
+			t.Fatalf("answered after %v; want the fixed delay's hedge at 51ms", took)
+		}
+	})
+}
