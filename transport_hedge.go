@@ -45,8 +45,8 @@ type hedgedRun struct {
 	hedgesLeft int
 	delay      time.Duration // between hedges; 0: no hedge for this run
 	timer      *time.Timer   // nil when delay is 0
-	retries    int     // sequential retries made (after every attempt in flight failed)
-	last       Attempt // the latest failure kept to hand back, if all fail
+	retries    int           // sequential retries made (after every attempt in flight failed)
+	last       Attempt       // the latest failure kept to hand back, if all fail
 	haveLast   bool
 }
 
