@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -461,8 +460,8 @@ func sizeName(n int) string {
 
 // The server answers the first attempt and drops it before reading its
 // body, so net/http fails or returns while its write loop may still be
-// reading the first attempt's body: that reader must be detached, not
-// steal bytes from the second.
+// reading the first attempt's body: the second attempt must still send
+// the whole body, whatever the first one's reader does meanwhile.
 func TestBodyCacheServerAnswersBeforeReading(t *testing.T) {
 	const size = 512 << 10
 	for _, tc := range bodyCases(size)[4:] {
@@ -482,6 +481,64 @@ func TestBodyCacheServerAnswersBeforeReading(t *testing.T) {
 				t.Fatalf("status %d", resp.StatusCode)
 			}
 			checkReceived(t, rec.received(), want, 1)
+			if closes != nil {
+				closes.wait(t)
+				if n := closes.n.Load(); n != 1 {
+					t.Errorf("caller's body closed %d times, want 1", n)
+				}
+			}
+		})
+	}
+}
+
+// hedger plays a hedging retry layer below BodyCache: it sends the request
+// and two replays of it at the same time, waits for the three answers and
+// hands back the first, closing the others.
+type hedger struct{ base http.RoundTripper }
+
+func (h hedger) RoundTrip(req *http.Request) (*http.Response, error) {
+	reqs := []*http.Request{req}
+	for range 2 {
+		body, err := req.GetBody()
+		if err != nil {
+			return nil, err
+		}
+		r := *req
+		r.Body = body
+		reqs = append(reqs, &r)
+	}
+	resps := make([]*http.Response, len(reqs))
+	errs := make([]error, len(reqs))
+	var wg sync.WaitGroup
+	for i, r := range reqs {
+		wg.Go(func() { resps[i], errs[i] = h.base.RoundTrip(r) })
+	}
+	wg.Wait()
+	for i := range resps[1:] {
+		if errs[i+1] != nil {
+			return nil, errs[i+1]
+		}
+		io.Copy(io.Discard, resps[i+1].Body)
+		resps[i+1].Body.Close()
+	}
+	return resps[0], errs[0]
+}
+
+// Three hedges send the body at the same time over real connections: the
+// server gets it whole three times, and the caller's body is closed once.
+func TestBodyCacheServesHedgesAtOnce(t *testing.T) {
+	for _, tc := range bodyCases(256 << 10)[4:] {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &recorder{}
+			url, tr := serve(t, rec)
+			req, want, closes := tc.build(t, url)
+			resp, err := (&BodyCache{Base: hedger{tr}}).RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			checkReceived(t, rec.received(), want, 3)
 			if closes != nil {
 				closes.wait(t)
 				if n := closes.n.Load(); n != 1 {
@@ -633,17 +690,16 @@ func TestBodyCacheReadsFileByPosition(t *testing.T) {
 	}
 }
 
-func TestBodyCacheDetachesStaleReader(t *testing.T) {
+// Every reader handed out reads the whole body on its own, while earlier
+// ones go on reading theirs: a replay does not detach anything.
+func TestBodyCacheReadersAreIndependent(t *testing.T) {
 	data := payload(1000)
 	for _, tc := range []struct {
 		name string
 		body func() io.ReadCloser
-		// detached: a superseded reader fails; otherwise it goes on
-		// reading its own copy of the bytes.
-		detached bool
 	}{
-		{"stream", func() io.ReadCloser { return newStreamBody(data) }, true},
-		{"sized", func() io.ReadCloser { return newSizedBody(data) }, false},
+		{"stream", func() io.ReadCloser { return newStreamBody(data) }},
+		{"sized", func() io.ReadCloser { return newSizedBody(data) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req := newPost(t, "http://example.invalid/", tc.body())
@@ -655,18 +711,13 @@ func TestBodyCacheDetachesStaleReader(t *testing.T) {
 				}
 				r2 := mustGetBody(t, r)
 				n, err := r1.Read(head)
-				switch {
-				case tc.detached && !errors.Is(err, bodyreplay.ErrDetached):
-					t.Errorf("stale reader read %d bytes, err %v; want ErrDetached", n, err)
-				case !tc.detached && (err != nil || !bytes.Equal(head[:n], data[100:100+n])):
-					t.Errorf("stale section reader read %q, %v", head[:n], err)
+				if err != nil || !bytes.Equal(head[:n], data[100:100+n]) {
+					t.Errorf("earlier reader, after a replay, read %q, %v", head[:n], err)
 				}
 				readAll(t, r2, data)
 				r3 := mustGetBody(t, r)
-				if _, err := r2.Read(head); tc.detached && !errors.Is(err, bodyreplay.ErrDetached) {
-					t.Errorf("second stale reader: %v, want ErrDetached", err)
-				}
 				readAll(t, r3, data)
+				readAll(t, r1, data[100+n:])
 				for _, b := range []io.Closer{r1, r2, r3} {
 					b.Close()
 				}
@@ -699,38 +750,35 @@ func (g *gatedBody) Read(p []byte) (int, error) {
 	}
 }
 
-// A reader detached while it is inside the caller's Read must not steal
-// the bytes that Read returns: they are kept for the new reader.
-func TestBodyCacheKeepsBytesOfDetachedRead(t *testing.T) {
+// Two readers wanting the same bytes of a stream: one is inside the
+// caller's Read, the other waits for it, and both get every byte.
+func TestBodyCacheSharesBytesOfAConcurrentRead(t *testing.T) {
 	g := &gatedBody{newCloseCounter(), make(chan struct{}), make(chan []byte)}
 	req := newPost(t, "http://example.invalid/", g)
 	play(t, &BodyCache{}, req, func(r *http.Request) {
 		r1 := r.Body
-		stale := make(chan error)
+		first := make(chan []byte)
 		go func() {
-			n, err := r1.Read(make([]byte, 10))
-			if err == nil {
-				err = fmt.Errorf("stale reader read %d bytes", n)
-			}
-			stale <- err
+			b, _ := io.ReadAll(r1)
+			first <- b
 		}()
 		<-g.entered
 		r2 := mustGetBody(t, r)
-		fresh := make(chan []byte)
+		second := make(chan []byte)
 		go func() {
 			b, _ := io.ReadAll(r2)
-			fresh <- b
+			second <- b
 		}()
 		g.chunks <- []byte("hello")
-		if err := <-stale; !errors.Is(err, bodyreplay.ErrDetached) {
-			t.Errorf("stale reader: %v, want ErrDetached", err)
-		}
 		<-g.entered
 		g.chunks <- []byte(", world")
 		<-g.entered
 		close(g.chunks)
-		if got := <-fresh; string(got) != "hello, world" {
-			t.Errorf("new reader read %q", got)
+		if got := <-first; string(got) != "hello, world" {
+			t.Errorf("first reader read %q", got)
+		}
+		if got := <-second; string(got) != "hello, world" {
+			t.Errorf("second reader read %q", got)
 		}
 		r1.Close()
 		r2.Close()
