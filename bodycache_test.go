@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
-	"github.com/saferetry/saferetry/internal/bodyreplay"
 )
 
 // closeCounter counts the closes of a caller's body and signals the first.
@@ -690,151 +689,10 @@ func TestBodyCacheReadsFileByPosition(t *testing.T) {
 	}
 }
 
-// Every reader handed out reads the whole body on its own, while earlier
-// ones go on reading theirs: a replay does not detach anything.
-func TestBodyCacheReadersAreIndependent(t *testing.T) {
-	data := payload(1000)
-	for _, tc := range []struct {
-		name string
-		body func() io.ReadCloser
-	}{
-		{"stream", func() io.ReadCloser { return newStreamBody(data) }},
-		{"sized", func() io.ReadCloser { return newSizedBody(data) }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			req := newPost(t, "http://example.invalid/", tc.body())
-			play(t, &BodyCache{}, req, func(r *http.Request) {
-				r1 := r.Body
-				head := make([]byte, 100)
-				if _, err := io.ReadFull(r1, head); err != nil {
-					t.Fatal(err)
-				}
-				r2 := mustGetBody(t, r)
-				n, err := r1.Read(head)
-				if err != nil || !bytes.Equal(head[:n], data[100:100+n]) {
-					t.Errorf("earlier reader, after a replay, read %q, %v", head[:n], err)
-				}
-				readAll(t, r2, data)
-				r3 := mustGetBody(t, r)
-				readAll(t, r3, data)
-				readAll(t, r1, data[100+n:])
-				for _, b := range []io.Closer{r1, r2, r3} {
-					b.Close()
-				}
-				if _, err := r1.Read(head); !errors.Is(err, bodyreplay.ErrClosed) {
-					t.Errorf("read after Close: %v, want ErrClosed", err)
-				}
-			})
-		})
-	}
-}
-
-// gatedBody is a stream whose Read blocks until the test lets it go, and
-// reports when a Read starts.
-type gatedBody struct {
-	*closeCounter
-	entered chan struct{}
-	chunks  chan []byte // a closed channel means EOF
-}
-
-func (g *gatedBody) Read(p []byte) (int, error) {
-	g.entered <- struct{}{}
-	select {
-	case c, ok := <-g.chunks:
-		if !ok {
-			return 0, io.EOF
-		}
-		return copy(p, c), nil
-	case <-g.done:
-		return 0, io.ErrClosedPipe
-	}
-}
-
-// Two readers wanting the same bytes of a stream: one is inside the
-// caller's Read, the other waits for it, and both get every byte.
-func TestBodyCacheSharesBytesOfAConcurrentRead(t *testing.T) {
-	g := &gatedBody{newCloseCounter(), make(chan struct{}), make(chan []byte)}
-	req := newPost(t, "http://example.invalid/", g)
-	play(t, &BodyCache{}, req, func(r *http.Request) {
-		r1 := r.Body
-		first := make(chan []byte)
-		go func() {
-			b, _ := io.ReadAll(r1)
-			first <- b
-		}()
-		<-g.entered
-		r2 := mustGetBody(t, r)
-		second := make(chan []byte)
-		go func() {
-			b, _ := io.ReadAll(r2)
-			second <- b
-		}()
-		g.chunks <- []byte("hello")
-		<-g.entered
-		g.chunks <- []byte(", world")
-		<-g.entered
-		close(g.chunks)
-		if got := <-first; string(got) != "hello, world" {
-			t.Errorf("first reader read %q", got)
-		}
-		if got := <-second; string(got) != "hello, world" {
-			t.Errorf("second reader read %q", got)
-		}
-		r1.Close()
-		r2.Close()
-	})
-	if n := g.n.Load(); n != 1 {
-		t.Errorf("caller's body closed %d times, want 1", n)
-	}
-}
-
-// errBody returns its bytes, then an error.
-type errBody struct {
-	*streamBody
-	err error
-}
-
-func (e *errBody) Read(p []byte) (int, error) {
-	n, err := e.streamBody.Read(p)
-	if err == io.EOF {
-		err = e.err
-	}
-	return n, err
-}
-
-func TestBodyCacheReadErrorIsNotReplayed(t *testing.T) {
-	boom := errors.New("boom")
-	data := payload(1000)
-
-	t.Run("GetBody after the error", func(t *testing.T) {
-		req := newPost(t, "http://example.invalid/", &errBody{newStreamBody(data), boom})
-		play(t, &BodyCache{}, req, func(r *http.Request) {
-			if _, err := io.ReadAll(r.Body); !errors.Is(err, boom) {
-				t.Errorf("first attempt: %v, want boom", err)
-			}
-			r.Body.Close()
-			_, err := r.GetBody()
-			if !errors.Is(err, ErrBodyNotReplayable) || !errors.Is(err, boom) {
-				t.Errorf("GetBody: %v, want ErrBodyNotReplayable and boom", err)
-			}
-		})
-	})
-	t.Run("reader handed out before the error", func(t *testing.T) {
-		req := newPost(t, "http://example.invalid/", &errBody{newStreamBody(data), boom})
-		play(t, &BodyCache{}, req, func(r *http.Request) {
-			io.CopyN(io.Discard, r.Body, 500)
-			r.Body.Close()
-			b := mustGetBody(t, r)
-			got, err := io.ReadAll(b)
-			if !errors.Is(err, boom) || !bytes.Equal(got, data) {
-				t.Errorf("read %d bytes, %v; want all %d, then boom", len(got), err, len(data))
-			}
-			b.Close()
-		})
-	})
-}
-
-func TestBodyCacheLimit(t *testing.T) {
+// MaxBodyBytes reaches the stream's replay as its limit (0 meaning the
+// default, negative none) and ContentLength as its size. What the limit
+// does is tested in internal/bodyreplay (TestLazyLimit).
+func TestBodyCacheMaxBodyBytes(t *testing.T) {
 	const limit = 1000
 	for _, tc := range []struct {
 		name          string
@@ -844,10 +702,6 @@ func TestBodyCacheLimit(t *testing.T) {
 		read          int  // what the first attempt reads
 		replayable    bool // whether GetBody then works
 	}{
-		{"exactly the limit", limit, limit, false, limit, true},
-		{"one byte over", limit, limit + 1, false, limit + 1, false},
-		{"over, read up to the limit", limit, 2 * limit, false, limit, true},
-		{"over, nothing read", limit, 2 * limit, false, 0, true},
 		{"ContentLength over, nothing read", limit, 2 * limit, true, 0, true},
 		{"ContentLength over, one byte read", limit, 2 * limit, true, 1, false},
 		{"negative limit, nothing read", -1, 10, false, 0, true},
@@ -982,39 +836,6 @@ func TestBodyCacheClosesCallerBodyOnce(t *testing.T) {
 		}
 	}
 }
-
-// When net/http gives up on an attempt whose write loop is stuck reading
-// the caller's body, closing what it holds must close the caller's body,
-// which is what unblocks that read.
-func TestBodyCacheCloseUnblocksStuckRead(t *testing.T) {
-	pr, pw := io.Pipe()
-	defer pw.Close()
-	cc := newCloseCounter()
-	body := struct {
-		io.Reader
-		io.Closer
-	}{pr, closerFunc(func() error { cc.Close(); return pr.Close() })}
-	req := newPost(t, "http://example.invalid/", body)
-	stuck := make(chan error)
-	play(t, &BodyCache{}, req, func(r *http.Request) {
-		go func() {
-			_, err := io.Copy(io.Discard, r.Body)
-			stuck <- err
-		}()
-		pw.Write([]byte("some")) // the reader is now inside the pipe's Read, or about to be
-		r.Body.Close()
-	})
-	if err := <-stuck; err == nil {
-		t.Error("stuck read ended without error")
-	}
-	if n := cc.n.Load(); n != 1 {
-		t.Errorf("caller's body closed %d times, want 1", n)
-	}
-}
-
-type closerFunc func() error
-
-func (f closerFunc) Close() error { return f() }
 
 // resettableStream is a stream body that can be read again, to measure
 // steady traffic without allocating a body per request.

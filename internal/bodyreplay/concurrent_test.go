@@ -29,6 +29,39 @@ func readChunks(r io.Reader, rng *rand.Rand) ([]byte, error) {
 	}
 }
 
+// Every reader handed out reads the whole body on its own, while earlier
+// ones go on reading theirs: a replay does not detach anything.
+func TestReadersAreIndependent(t *testing.T) {
+	data := payload(1000)
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			rp, o := k.open(data, 1<<20, false, rand.New(rand.NewPCG(1, 2)))
+			r1 := rp.First()
+			head := make([]byte, 100)
+			if _, err := io.ReadFull(r1, head); err != nil {
+				t.Fatal(err)
+			}
+			r2 := mustNext(t, rp)
+			n, err := r1.Read(head)
+			if err != nil || !bytes.Equal(head[:n], data[100:100+n]) {
+				t.Errorf("earlier reader, after a replay, read %q, %v", head[:n], err)
+			}
+			readAll(t, r2, data)
+			r3 := mustNext(t, rp)
+			readAll(t, r3, data)
+			readAll(t, r1, data[100+n:])
+			for _, b := range []io.Closer{r1, r2, r3} {
+				b.Close()
+			}
+			if _, err := r1.Read(head); !errors.Is(err, ErrClosed) {
+				t.Errorf("read after Close: %v, want ErrClosed", err)
+			}
+			rp.End()
+			wantClosed(t, o, 1, "after End")
+		})
+	}
+}
+
 // Three hedges read the body at once, each from the start: each gets all
 // of it, byte for byte, whether they start together or one after another
 // reads part of it.

@@ -129,6 +129,33 @@ func TestLazyWaitingReaderClosed(t *testing.T) {
 	})
 }
 
+// Two readers wanting the same bytes of a stream: one is inside the
+// caller's Read, the other waits for it, and both get every byte.
+func TestLazySharesBytesOfAConcurrentRead(t *testing.T) {
+	g := newGated()
+	l, o := newLazy(g, 1<<20)
+	r1 := l.First()
+	first := readAllAsync(r1)
+	<-g.entered
+	r2 := mustNext(t, l)
+	second := readAllAsync(r2)
+	g.chunks <- []byte("hello")
+	<-g.entered
+	g.chunks <- []byte(", world")
+	<-g.entered
+	close(g.chunks)
+	if got := <-first; string(got.b) != "hello, world" {
+		t.Errorf("first reader read %q", got.b)
+	}
+	if got := <-second; string(got.b) != "hello, world" {
+		t.Errorf("second reader read %q", got.b)
+	}
+	r1.Close()
+	r2.Close()
+	l.End()
+	wantClosed(t, o, 1, "after End")
+}
+
 // Over the limit the body is committed: the reader ahead sends it whole,
 // unmodified; the readers behind fail cleanly, having returned only bytes
 // of the body, and Next fails.
