@@ -10,7 +10,10 @@ import (
 // ErrBodyNotReplayable is wrapped by the error that the GetBody installed by
 // BodyCache returns once the request body can no longer be sent again:
 // more of it was sent than MaxBodyBytes allows keeping, reading it failed,
-// or the round trip is over. A retry layer that sees it stops retrying.
+// or the round trip is over. A Read of a body handed out earlier fails
+// with it too when that body needs bytes that are no longer kept (another
+// attempt, reading ahead, went over MaxBodyBytes). A retry layer that sees
+// it stops retrying.
 var ErrBodyNotReplayable = bodyreplay.ErrNotReplayable
 
 // defaultMaxBodyBytes is the most bytes BodyCache keeps of a body it can
@@ -29,21 +32,28 @@ const defaultMaxBodyBytes = 1 << 20
 //   - a body that can be read by position, such as a regular *os.File, or
 //     anything with ReadAt, Seek and Size: every attempt reads its own
 //     io.SectionReader over the remaining bytes; nothing is copied;
-//   - any other body is kept, in a pooled buffer, while the first attempt
-//     reads it, up to MaxBodyBytes. A later attempt replays what was kept
-//     and then reads on where the previous one stopped, so an attempt that
-//     failed before sending all of the body can still be retried. Once more
-//     than MaxBodyBytes was read, the body is committed: it is sent whole,
-//     once, and GetBody fails with ErrBodyNotReplayable. A large body never
+//   - any other body is kept, in a pooled buffer, while it is first read,
+//     up to MaxBodyBytes. A later attempt replays what was kept and then
+//     reads on where the others stopped, so an attempt that failed before
+//     sending all of the body can still be retried. Once more than
+//     MaxBodyBytes was read, the body is committed: it is sent whole, once,
+//     and GetBody fails with ErrBodyNotReplayable. A large body never
 //     makes a request fail.
 //
 // Otherwise BodyCache passes a shallow copy of the request down, with the
 // same ContentLength and a Body and GetBody of its own; the caller's request
-// is never modified. GetBody hands out one reader per attempt; handing out
-// a new one detaches the previous one, whose reads then fail. The layer
-// below must close every reader it gets, sent or not (net/http does, even
-// on errors). The caller's body is closed exactly once: when RoundTrip has
-// returned and every reader is closed.
+// is never modified. Each body GetBody hands out reads the whole body from
+// the start, byte for byte, on its own: attempts may read theirs at the
+// same time (hedging), and a new one leaves the earlier ones as they were.
+// With a stream, the body furthest ahead reads the caller's body and the
+// others replay what it kept; if it is committed, the ones behind fail with
+// ErrBodyNotReplayable, so do not hedge a body that may be over the limit.
+// The layer below must close every body it gets, sent or not (net/http
+// does, even on errors, except one it drops unread on an HTTP/2 GOAWAY,
+// which BodyCache allows for). The caller's body is closed exactly once:
+// when RoundTrip has returned and every body handed out that may still be
+// read is closed; never while one is still being sent, even after
+// RoundTrip returned.
 //
 // The zero value is usable. A BodyCache is safe for concurrent use by
 // multiple goroutines; it keeps no state between requests.

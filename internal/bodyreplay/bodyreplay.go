@@ -15,11 +15,6 @@ import (
 var ErrNotReplayable = errors.New("saferetry: request body cannot be replayed")
 
 var (
-	// ErrDetached is what a reader returns once a later attempt's reader
-	// has replaced it: an old write loop must not take bytes meant for the
-	// new attempt.
-	ErrDetached = errors.New("saferetry: request body read by a superseded attempt")
-
 	// ErrClosed is what a reader returns after it was closed.
 	ErrClosed = errors.New("saferetry: read from a closed request body")
 
@@ -28,21 +23,141 @@ var (
 	errCommitted = fmt.Errorf("%w: more of it was sent than could be kept", ErrNotReplayable)
 )
 
-// owner counts who still needs a body: the round trip in flight and each
-// reader handed out. The original body is closed when the count reaches
-// zero, exactly once. Its fields are guarded by the embedding type's mutex.
+// owner decides when the original body is closed. Every reader handed out
+// (by First or Next) may be read at the same time as the others, by an
+// attempt of its own, for as long as the layer below likes, even after the
+// round trip is over: net/http's HTTP/1 write loop goes on sending a body
+// after the response was handed back when the server answered early, and
+// its HTTP/2 transport starts sending the body of a stream whose 2xx
+// answer came back first (full duplex, Expect: 100-continue). Closing the
+// original under such a reader fails its write, which closes the
+// connection and cuts the response being read from it.
+//
+// So the original is held open by claims: one for the round trip until
+// End, and one per reader that holds it. A reader is live while it holds a
+// claim; see held. Invariants, all under the embedding type's mutex:
+//
+//   - claims == (1 if !over) + the number of live readers, until done.
+//     done is set exactly when claims reaches zero, by one caller, which
+//     closes orig after unlocking: orig is closed exactly once, and never
+//     while a reader that has been read and not closed exists.
+//   - Until End, every reader handed out and not closed is live: any of
+//     them may be the next attempt or hedge to start sending.
+//   - A reader that has been read (Read called once) is live until closed,
+//     End or not.
+//   - At End, a reader never read nor closed stops being live, except the
+//     first one and the latest one handed out (spared), if they could
+//     still read the whole body. The layer below closes every body it
+//     sends or gives up on; the one exception is net/http's HTTP/2 retry
+//     on GOAWAY, which asks GetBody for a body, drops it unread when the
+//     connection is gone, and then asks GetBody again (http.Transport's
+//     rewind) for the body it sends: the dropped one is never the latest,
+//     nor the first, which the retry layer passed down itself. Without
+//     this rule, such a body would keep the original open forever.
+//   - A reader that lost its claim at End and is read afterwards takes a
+//     claim again if orig is still open (not done); otherwise its Read
+//     fails with errOver, and it never reads a closed original or a
+//     buffer given back to the pool.
+//   - No reader is handed out after End (Next fails), so over, the set of
+//     readers and spared do not change once done can be reached.
+//
+// The one inexact case: with hedges, the reader of an attempt that is
+// neither the first nor the latest, whose answer came back before its body
+// was first read, may find the original closed when it starts reading, if
+// every other reader was closed by then; its body then fails, with
+// ErrNotReplayable. It takes a server answering 2xx before reading the
+// body, and a write loop that starts only after the round trip returned
+// and the other attempts were closed.
+//
+// The counts are int32 so that owner takes no more room than a single
+// count did: it is allocated with every request that has a body.
 type owner struct {
-	orig io.Closer
-	refs int  // 1 for the round trip until End, plus 1 per open reader
-	over bool // End was called: no further replay
-	done bool // the count reached zero: orig is (being) closed
+	orig   io.Closer
+	claims int32 // the round trip until End, plus one per live reader
+	open   int32 // readers handed out and not closed
+	fresh  int32 // readers handed out, neither read nor closed
+	over   bool  // End was called: no further reader is handed out
+	done   bool  // claims reached zero: orig is (being) closed
 }
 
-// dropLocked removes one reference and reports whether the caller, having
+// claim is one reader's part in owner's accounting, guarded by the
+// embedding type's mutex.
+type claim struct {
+	started bool // Read was called, and the reader held or took a claim
+	closed  bool
+	spared  bool // fresh at End, but kept its claim (first or latest)
+}
+
+// initOwner starts the accounting for orig with the first reader handed
+// out: the round trip and that reader hold claims.
+func (o *owner) initOwner(orig io.Closer) {
+	*o = owner{orig: orig, claims: 2, open: 1, fresh: 1}
+}
+
+// held reports whether c holds a claim on the original.
+func (o *owner) held(c *claim) bool {
+	return !c.closed && (c.started || !o.over || c.spared)
+}
+
+// handOutLocked accounts for a new reader; the caller checked !o.over.
+func (o *owner) handOutLocked() {
+	o.claims++
+	o.open++
+	o.fresh++
+}
+
+// startLocked records the first Read of c, which is not closed. It
+// reports false if c holds no claim and none can be taken: the original
+// is closed.
+func (o *owner) startLocked(c *claim) bool {
+	if !o.held(c) {
+		if o.done {
+			return false
+		}
+		o.claims++ // lost at End, taken again
+	}
+	c.started = true
+	o.fresh--
+	return true
+}
+
+// closeLocked records that c was closed and reports whether the caller,
+// having unlocked, must close orig.
+func (o *owner) closeLocked(c *claim) bool {
+	if c.closed {
+		return false
+	}
+	held := o.held(c)
+	c.closed = true
+	o.open--
+	if !c.started {
+		o.fresh--
+	}
+	return held && o.dropLocked()
+}
+
+// endLocked records that the round trip is over. first and latest, if not
+// nil, are spared if they were never read nor closed; every other such
+// reader loses its claim. It reports whether the caller, having unlocked,
+// must close orig.
+func (o *owner) endLocked(first, latest *claim) bool {
+	o.over = true
+	lost := o.fresh
+	for _, c := range [2]*claim{first, latest} {
+		if c != nil && !c.started && !c.closed && !c.spared {
+			c.spared = true
+			lost--
+		}
+	}
+	o.claims -= lost
+	return o.dropLocked()
+}
+
+// dropLocked removes one claim and reports whether the caller, having
 // unlocked, must close orig.
 func (o *owner) dropLocked() bool {
-	o.refs--
-	if o.refs > 0 || o.done {
+	o.claims--
+	if o.claims > 0 || o.done {
 		return false
 	}
 	o.done = true

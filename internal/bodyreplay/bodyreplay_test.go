@@ -7,11 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"go.uber.org/goleak"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestSized(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "body")
@@ -54,15 +50,5 @@ func TestSized(t *testing.T) {
 				t.Fatalf("Sized = off %d, n %d, ok %v; want %d, %d, %v", off, n, ok, tt.off, tt.n, tt.sizable)
 			}
 		})
-	}
-}
-
-func TestBufferPoolSizes(t *testing.T) {
-	for _, n := range []int{1, 4096, 4097, 1 << 20, 4 << 20, 4<<20 + 1} {
-		b := getBuffer(n)
-		if cap(*b) < n || len(*b) != 0 {
-			t.Fatalf("getBuffer(%d): len %d cap %d", n, len(*b), cap(*b))
-		}
-		putBuffer(b)
 	}
 }

@@ -6,44 +6,72 @@ import (
 	"sync"
 )
 
-// Lazy replays a body that can only be read as a stream. It keeps what the
-// attempts read from the original, in a pooled buffer, up to a limit; a
-// later attempt replays what was kept and then goes on reading the
-// original where the previous attempt stopped. Once more than the limit
-// has been read, the body is committed: the buffer is given back, the
-// attempt reading it streams the rest unmodified, and Next fails.
+// Lazy replays a body that can only be read as a stream. Its readers may
+// read at the same time (hedged attempts, or a write loop still sending an
+// earlier attempt), each the whole body from the start: they share one
+// buffer, in which Lazy keeps what was read from the original, up to a
+// limit. A reader behind the others copies from the buffer; the reader
+// that is furthest ahead reads the original, and what it gets is appended
+// to the buffer for the others. Once more than the limit has been read,
+// the body is committed: the buffer is given back, the reader furthest
+// ahead streams the rest unmodified, the readers behind it fail and Next
+// fails.
 //
-// Only the latest reader handed out may read; earlier ones are detached
-// and get ErrDetached, so an old write loop never takes bytes meant for
-// the next attempt. Bytes such a loop had already asked the original for
-// are kept for the new reader.
+// Invariants, all under mu (owner's, for the claims, are in owner's doc):
+//
+//   - buf holds exactly the bytes [0, len(*buf)) of the original; while
+//     bytes are kept, that is all n bytes read so far. Once stopped, buf is
+//     nil for good, so no reader copies from a buffer given back to the
+//     pool (and maybe to another request). Every copy from buf is made
+//     under mu.
+//   - At most one Read of the original is in progress (reading), by a
+//     reader that was at position n when it started it: its bytes are
+//     recorded (kept, and n advanced) before any reader can go past n.
+//     The original is read into the reader's own p, never into buf, and
+//     without mu, so Close, Next, End and readers behind need not wait for
+//     it.
+//   - A reader waits (wake.Wait) only while it is at n and the original is
+//     being read; whoever ends that read broadcasts, and so does Close, so
+//     a waiter wakes once there is something to read, an error, or it was
+//     closed. Nobody polls.
+//   - Leadership is not held: a reader that stops reading the original
+//     (its attempt was cancelled) leaves it at n for the next reader to
+//     reach it, which reads on from there, keeping those bytes for the
+//     rest. A reader closed while it is inside the original's Read gets
+//     ErrClosed, and its bytes are still kept for the others.
+//   - A reader that needs bytes no longer kept (the body was committed)
+//     fails with errCommitted: it never sends a body with a hole in it.
+//   - Bytes stop being kept: at the commit; after End, when the reader
+//     about to read the original is the only one not closed (nothing will
+//     replay them); and when the original is closed (owner.done).
 //
 // Call Init before use; a Lazy must not be copied after.
 type Lazy struct {
 	mu   sync.Mutex
-	wake sync.Cond // a read of orig ended, or a reader was replaced or closed
+	wake sync.Cond // a read of the original ended, or a reader was closed
 	owner
 	body  io.Reader
 	limit int64 // most bytes kept; negative: none
 	hint  int   // expected size, for the first buffer; 0 if unknown
 
-	buf     *[]byte // every byte read so far, while kept; nil before the first byte and once stopped
-	n       int64   // bytes read from body
-	stopped bool    // no more bytes are kept
-	err     error   // the error that ended reading body (io.EOF at its end)
-	reading bool    // a reader is inside body.Read, without mu
-	cur     *lazyReader
-	first   lazyReader
+	buf       *[]byte // the bytes kept; nil before the first byte and once stopped
+	n         int64   // bytes read from body
+	err       error   // the error that ended reading body (io.EOF at its end)
+	stopped   bool    // no more bytes are kept
+	committed bool    // stopped because more than limit bytes were read
+	reading   bool    // a reader is inside body.Read, without mu
+	latest    *lazyReader
+	first     lazyReader
 }
 
 // Init prepares l to replay body, keeping at most limit bytes (none if
 // limit is negative). size is the body's expected length, or 0 if unknown.
-// body is closed once the round trip is over and every reader is closed.
-// Until a byte of body is read, an attempt can be retried whatever the
-// limit.
+// body is closed once the round trip is over and every reader is closed
+// (see owner for the exact rule). Until a byte of body is read, an attempt
+// can be retried whatever the limit.
 func (l *Lazy) Init(body io.ReadCloser, limit, size int64) {
 	l.wake.L = &l.mu
-	l.owner = owner{orig: body, refs: 2} // the round trip and the first reader
+	l.initOwner(body)
 	l.body = body
 	l.limit = limit
 	switch {
@@ -51,57 +79,62 @@ func (l *Lazy) Init(body io.ReadCloser, limit, size int64) {
 		// A body known to be larger than the limit is not worth keeping:
 		// it will be sent once anyway.
 		l.stopped = true
+		l.committed = true
 	case size > 0:
 		l.hint = int(size)
 	}
 	l.first.l = l
-	l.cur = &l.first
+	l.latest = &l.first
 }
 
 // First returns the body of the first attempt.
 func (l *Lazy) First() io.ReadCloser { return &l.first }
 
-// Next returns the body of another attempt and detaches the previous one.
-// It fails, with an error wrapping ErrNotReplayable, once some byte that
-// was read is no longer kept, once reading the original failed, or once
-// End was called.
+// Next returns the body of another attempt; the readers handed out before
+// it go on reading as they were. It fails, with an error wrapping
+// ErrNotReplayable, once some byte that was read is no longer kept, once
+// reading the original failed, or once End was called.
 func (l *Lazy) Next() (io.ReadCloser, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	switch {
-	case l.over:
-		return nil, errOver
-	case l.err != nil && l.err != io.EOF:
-		return nil, fmt.Errorf("%w: reading it failed: %w", ErrNotReplayable, l.err)
-	case l.n > l.kept():
-		return nil, errCommitted
+	if err := l.replayableLocked(); err != nil {
+		return nil, err
 	}
+	l.handOutLocked()
 	r := &lazyReader{l: l}
-	if prev := l.cur; prev != nil {
-		// prev is superseded: it can read nothing more, so it stops
-		// holding the original open. The layer below does not always
-		// close a body it got from GetBody and then dropped (net/http's
-		// HTTP/2 GOAWAY retry asks GetBody twice and closes one).
-		prev.released = true
-		l.refs--
-	}
-	l.cur = r
-	l.refs++
-	l.wake.Broadcast() // a detached reader may be waiting for a read of body
+	l.latest = r
 	return r, nil
 }
 
-// End records that the round trip has returned: nothing will be replayed,
-// so buffering stops as soon as no reader needs the buffer. The original
-// body is closed now if every reader already is, or else when the last
-// one is.
+// replayableLocked returns nil if a new reader could read the whole body,
+// or why not.
+func (l *Lazy) replayableLocked() error {
+	switch {
+	case l.over:
+		return errOver
+	case l.err != nil && l.err != io.EOF:
+		return fmt.Errorf("%w: reading it failed: %w", ErrNotReplayable, l.err)
+	case l.n > l.kept():
+		return errCommitted
+	}
+	return nil
+}
+
+// End records that the round trip has returned: Next fails from now on.
+// The original body is closed now if no reader holds it, or else when the
+// last one that does is closed.
 func (l *Lazy) End() {
 	l.mu.Lock()
-	l.over = true
-	if !l.reading && (l.cur == nil || l.cur.pos == l.n) {
-		l.stopLocked()
+	var first, latest *claim
+	// A reader never read is spared only if it could still read the
+	// whole body; otherwise it would only fail.
+	if l.n == l.kept() && (l.err == nil || l.err == io.EOF) {
+		first = &l.first.claim
+		if l.latest != &l.first {
+			latest = &l.latest.claim
+		}
 	}
-	last := l.dropLocked()
+	last := l.endLocked(first, latest)
 	if last {
 		l.stopLocked()
 	}
@@ -133,14 +166,15 @@ func (l *Lazy) recordLocked(b []byte, err error) {
 	if len(b) > 0 {
 		if !l.stopped {
 			if l.n+int64(len(b)) > l.limit {
-				l.stopLocked() // committed
+				l.committed = true
+				l.stopLocked()
 			} else {
 				l.keepLocked(b)
 			}
 		}
 		l.n += int64(len(b))
 	}
-	if err != nil {
+	if err != nil && l.err == nil {
 		l.err = err
 	}
 }
@@ -162,33 +196,36 @@ func (l *Lazy) keepLocked(b []byte) {
 
 // lazyReader is one attempt's view of a Lazy body.
 type lazyReader struct {
-	l        *Lazy
-	pos      int64 // bytes this reader has returned
-	closed   bool  // guarded by l.mu
-	released bool  // superseded by Next, which dropped its claim; guarded by l.mu
+	l     *Lazy
+	pos   int64 // bytes this reader has returned
+	claim       // guarded by l.mu
 }
 
 func (r *lazyReader) Read(p []byte) (int, error) {
 	l := r.l
 	l.mu.Lock()
+	if !r.started && !r.closed && !l.startLocked(&r.claim) {
+		l.mu.Unlock()
+		return 0, errOver
+	}
 	for {
 		switch {
 		case r.closed:
 			l.mu.Unlock()
 			return 0, ErrClosed
-		case l.cur != r:
-			l.mu.Unlock()
-			return 0, ErrDetached
 		case r.pos < l.kept():
 			k := copy(p, (*l.buf)[r.pos:])
 			r.pos += int64(k)
 			l.mu.Unlock()
 			return k, nil
 		case r.pos < l.n:
-			// A detached reader's read went past the limit: the bytes
-			// this reader still needs were never kept.
+			// Bytes this reader still needs were read by another one
+			// and not kept.
 			l.mu.Unlock()
-			return 0, errCommitted
+			if l.committed {
+				return 0, errCommitted
+			}
+			return 0, errOver
 		case l.err != nil:
 			err := l.err
 			l.mu.Unlock()
@@ -200,58 +237,45 @@ func (r *lazyReader) Read(p []byte) (int, error) {
 		if !l.reading {
 			break
 		}
-		// A detached reader is inside body.Read; what it gets will be
-		// kept for this one.
+		// Another reader is inside body.Read; what it gets will be kept
+		// for this one, unless it commits the body.
 		l.wake.Wait()
 	}
-	if l.over && !l.stopped {
-		l.stopLocked() // nothing will be replayed
+	if l.over && l.open == 1 && !l.stopped {
+		l.stopLocked() // no other reader is left to replay these bytes
 	}
 	l.reading = true
 	l.mu.Unlock()
 
 	// body is read without the lock: it may block for as long as its
-	// writer likes, and Close and Next must not wait for it. It reads into
-	// p, never into the buffer, which may be given back meanwhile.
+	// writer likes, and Close, Next and the readers behind must not wait
+	// for it. It reads into p, never into the buffer, which may be given
+	// back meanwhile.
 	k, err := l.body.Read(p)
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.reading = false
-	l.wake.Broadcast()
 	l.recordLocked(p[:k], err)
-	switch {
-	case r.closed:
+	l.wake.Broadcast()
+	if r.closed {
 		return 0, ErrClosed
-	case l.cur != r:
-		return 0, ErrDetached
 	}
 	r.pos += int64(k)
 	return k, err
 }
 
 // Close drops this reader's claim on the original body; it closes the
-// original only if it is the last claim.
+// original if that was the last claim, which also ends a Read of it stuck
+// waiting for its writer.
 func (r *lazyReader) Close() error {
 	l := r.l
 	l.mu.Lock()
-	if r.closed {
-		l.mu.Unlock()
-		return nil
-	}
-	r.closed = true
-	if l.cur == r {
-		l.cur = nil
-	}
-	l.wake.Broadcast()
-	if r.released {
-		l.mu.Unlock()
-		return nil
-	}
-	last := l.dropLocked()
+	last := l.closeLocked(&r.claim)
 	if last {
 		l.stopLocked()
 	}
+	l.wake.Broadcast() // this reader may be waiting in Read
 	l.mu.Unlock()
 	if last {
 		return l.orig.Close()
