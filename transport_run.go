@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/saferetry/saferetry/internal/bodyreplay"
 )
 
 // retryRun is the state of one logical request. It lives on the stack of
@@ -59,6 +61,7 @@ func (r *retryRun) loop() (*http.Response, error) {
 		}
 		t.report(r.ctx, Event{Attempt: a, Delay: delay, ServerDirected: r.wait.serverDirected})
 		discard(a.Response)
+		bodyreplay.Retire(a.Request.Body) // the attempt is over: so is its upload
 		if !sleep(r.ctx, delay) {
 			closeBody(body)
 			t.Budget.refund(host)
@@ -71,9 +74,10 @@ func (r *retryRun) loop() (*http.Response, error) {
 // planRetry decides whether a, which failed after n-1 retries, is
 // retried: the retry limit, the wait, the body and the budget, in that
 // order. It returns the wait and the body of the next attempt, or why
-// there is none. The body is touched only once the retry is certain: a
-// new replay can end the previous attempt's write loop, and with it the
-// connection the response being handed back is read from.
+// there is none. The body is touched only once the retry is certain: the
+// previous attempt's write loop may still be sending it to a server that
+// answered early, and the response handed back, if there is no retry, is
+// read from that connection.
 func (r *retryRun) planRetry(a Attempt, n, maxRetries int) (time.Duration, io.ReadCloser, StopReason) {
 	t, host := r.t, r.req.URL.Host
 	if n > maxRetries {
