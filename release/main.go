@@ -66,7 +66,7 @@ func run1(args []string, stdout, stderr io.Writer) error {
 		fl.BoolVar(keep, "keep", false, "keep the scratch directory")
 		cache, _ := os.UserCacheDir()
 		fl.StringVar(modcache, "modcache", filepath.Join(cache, "saferetry-release", "modcache"),
-			"GOMODCACHE of the scratch builds; emptied first, kept so the build cache stays warm")
+			"GOMODCACHE of the scratch builds; this repository's modules are removed from it first")
 		fl.StringVar(upstream, "upstream", defaultUpstream(), "GOPROXY entries for modules of other repositories")
 	case "tag":
 		fl.BoolVar(dryRun, "n", false, "print the git commands instead of running them")

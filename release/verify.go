@@ -2,14 +2,19 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
+
+	"golang.org/x/mod/module"
 )
 
 // verifyConfig says where verify works and what it tries.
@@ -28,9 +33,11 @@ type verifyConfig struct {
 // go get must have left a complete go.mod and go.sum), and go installs each
 // of its commands by version, as a user would.
 //
-// The scratch builds use their own module cache, emptied first, so that no
-// earlier run's copy of a version stands in for this one; modules of other
-// repositories come from upstream.
+// The scratch builds use their own module cache, from which every module of
+// this repository is removed first, so that no earlier run's copy of a
+// version stands in for this one; modules of other repositories come from
+// upstream and stay cached, as do their compiled packages in the build
+// cache, which keys them by directory.
 func (r *repo) verify(tags []string, cfg verifyConfig) error {
 	proxyDir := filepath.Join(cfg.work, "proxy")
 	versions := r.proxyVersions(tags)
@@ -47,7 +54,7 @@ func (r *repo) verify(tags []string, cfg verifyConfig) error {
 		"GOMODCACHE="+cfg.modcache,
 		"GOBIN="+filepath.Join(cfg.work, "bin"),
 	)
-	if _, err := run(cfg.work, env, "go", "clean", "-modcache"); err != nil {
+	if err := forgetModules(cfg.modcache, r.rootPath); err != nil {
 		return err
 	}
 	_, released := r.plannedTags(tags)
@@ -143,4 +150,38 @@ func run(dir string, env []string, name string, args ...string) (string, error) 
 		return "", fmt.Errorf("%s %s: %w\n%s%s", name, strings.Join(args, " "), err, stdout.String(), stderr.String())
 	}
 	return stdout.String(), nil
+}
+
+// forgetModules removes from a module cache every module whose path is
+// rootPath or under it: the extracted trees and the downloads. The go
+// command makes them read-only, so write permission is restored first.
+func forgetModules(modcache, rootPath string) error {
+	epath, err := module.EscapePath(rootPath)
+	if err != nil {
+		return err
+	}
+	parent := filepath.Join(modcache, filepath.FromSlash(path.Dir(epath)))
+	base := path.Base(epath)
+	targets := []string{filepath.Join(modcache, "cache", "download", filepath.FromSlash(epath))}
+	entries, err := os.ReadDir(parent)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() == base || strings.HasPrefix(e.Name(), base+"@") {
+			targets = append(targets, filepath.Join(parent, e.Name()))
+		}
+	}
+	for _, t := range targets {
+		_ = filepath.WalkDir(t, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				_ = os.Chmod(p, 0o755)
+			}
+			return nil
+		})
+		if err := os.RemoveAll(t); err != nil {
+			return err
+		}
+	}
+	return nil
 }
