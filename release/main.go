@@ -64,7 +64,10 @@ func run1(args []string, stdout, stderr io.Writer) error {
 	case "verify":
 		fl.StringVar(dir, "dir", "", "scratch directory (default: a new temporary one, removed afterwards)")
 		fl.BoolVar(keep, "keep", false, "keep the scratch directory")
-		cache, _ := os.UserCacheDir()
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			cache = os.TempDir()
+		}
 		fl.StringVar(modcache, "modcache", filepath.Join(cache, "saferetry-release", "modcache"),
 			"GOMODCACHE of the scratch builds; this repository's modules are removed from it first")
 		fl.StringVar(upstream, "upstream", defaultUpstream(), "GOPROXY entries for modules of other repositories")
@@ -157,7 +160,11 @@ func run1(args []string, stdout, stderr io.Writer) error {
 		if work, err = filepath.Abs(work); err != nil {
 			return err
 		}
-		return r.verify(tags, verifyConfig{work: work, modcache: *modcache, upstream: *upstream, stdout: stdout})
+		cache, err := filepath.Abs(*modcache)
+		if err != nil {
+			return err
+		}
+		return r.verify(tags, verifyConfig{work: work, modcache: cache, upstream: *upstream, stdout: stdout})
 	case "apidiff":
 		return r.apidiff(stdout, tags)
 	case "tag":
