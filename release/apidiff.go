@@ -116,7 +116,7 @@ func (r *repo) apidiff(w io.Writer, tags []string) error {
 		}
 	}
 	if failed > 0 {
-		return fmt.Errorf("apidiff: %d modules change their API more than %s allows (RELEASING.md, \"API stability\")", failed, r.version)
+		return fmt.Errorf("apidiff: %d module(s) change their API more than %s allows (RELEASING.md, \"API stability\")", failed, r.version)
 	}
 	return nil
 }
@@ -226,7 +226,7 @@ func dedup(pkgs []*types.Package) []*types.Package {
 // require of each other (a tree older than this tool may not have one).
 func (r *repo) writeBaseWork() error {
 	var b strings.Builder
-	b.WriteString("go " + r.modules[0].File.Go.Version + "\n\nuse (\n")
+	b.WriteString("go " + r.maxGo() + "\n\nuse (\n")
 	for _, m := range r.modules {
 		fmt.Fprintf(&b, "\t%s\n", localPath(m.Dir))
 	}

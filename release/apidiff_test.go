@@ -49,7 +49,12 @@ func TestAPIDiffWithoutTagsSkips(t *testing.T) {
 func TestAPIDiffAgainstTheLastTag(t *testing.T) {
 	t.Setenv("GOFLAGS", "-modcacherw")
 	t.Setenv("GOPROXY", "off")
-	f := newFixture(t, baseFiles())
+	// A module needing a newer Go than the root: the base's workspace must
+	// say the higher version.
+	files := baseFiles()
+	files["b/go.mod"] = "module example.com/a/b\n\ngo 1.26.0\n\nrequire example.com/a v0.1.0\n"
+	files["go.work"] = strings.Replace(files["go.work"], "go 1.25", "go 1.26.0", 1)
+	f := newFixture(t, files)
 	f.git("tag", "v0.1.0")
 	f.git("tag", "b/v0.1.0")
 	f.write(map[string]string{
@@ -65,7 +70,7 @@ func TestAPIDiffAgainstTheLastTag(t *testing.T) {
 
 	var out strings.Builder
 	err := f.repo("").apidiff(&out, f.tags())
-	if err == nil || !strings.Contains(err.Error(), "2 modules change their API more than v0.1.1 allows") {
+	if err == nil || !strings.Contains(err.Error(), "2 module(s) change their API more than v0.1.1 allows") {
 		t.Fatalf("apidiff at v0.1.1: %v\n%s", err, out.String())
 	}
 	for _, want := range []string{

@@ -102,12 +102,7 @@ func (r *repo) writeWork() error {
 		}
 	}
 	if goLine == "" {
-		goLine = r.modules[0].File.Go.Version
-		for _, m := range r.modules {
-			if m.File.Go != nil && semver.Compare(gover(m.File.Go.Version), gover(goLine)) > 0 {
-				goLine = m.File.Go.Version
-			}
-		}
+		goLine = r.maxGo()
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "go %s\n", goLine)
@@ -135,6 +130,18 @@ func (r *repo) writeWork() error {
 		return err
 	}
 	return r.writeFile("go.work", modfile.Format(wf.Syntax))
+}
+
+// maxGo is the highest go line of the modules: the least a workspace of
+// all of them can say.
+func (r *repo) maxGo() string {
+	v := "1.21"
+	for _, m := range r.modules {
+		if m.File.Go != nil && semver.Compare(gover(m.File.Go.Version), gover(v)) > 0 {
+			v = m.File.Go.Version
+		}
+	}
+	return v
 }
 
 // localPath is how go.work and go.mod spell a directory of the repository.
