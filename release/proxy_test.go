@@ -144,3 +144,35 @@ func TestForgetModulesRemovesOnlyTheRepositorysModules(t *testing.T) {
 		}
 	}
 }
+
+// The same planned version served twice with different trees, through the
+// same module cache, as CI does on every commit: the second run must see the
+// second tree. Here a command moves into a module of its own; a stale view of
+// the root module would still hold it, and the import would be ambiguous.
+func TestVerifySeesANewTreeAtTheSameVersion(t *testing.T) {
+	f := newFixture(t, baseFiles())
+	modcache := t.TempDir()
+	t.Cleanup(func() { makeWritable(modcache) })
+	verifyOnce := func() (string, error) {
+		var out strings.Builder
+		work := t.TempDir()
+		t.Cleanup(func() { makeWritable(work) })
+		err := f.repo("HEAD").verify(f.tags(), verifyConfig{work: work, modcache: modcache, upstream: "off", stdout: &out})
+		return out.String(), err
+	}
+	if out, err := verifyOnce(); err != nil {
+		t.Fatalf("first run: %v\n%s", err, out)
+	}
+	f.write(map[string]string{"cmd/acmd/go.mod": "module example.com/a/cmd/acmd\n\ngo 1.25\n\nrequire example.com/a v0.1.0\n"})
+	if err := f.repo("").sync("v0.1.0"); err != nil {
+		t.Fatal(err)
+	}
+	f.commit("cmd/acmd is a module")
+	out, err := verifyOnce()
+	if err != nil {
+		t.Fatalf("second run: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "$ go get example.com/a/cmd/acmd/...@v0.1.0") || strings.Count(out, "go install example.com/a/cmd/acmd@v0.1.0") != 1 {
+		t.Errorf("the command should be installed once, from its own module:\n%s", out)
+	}
+}

@@ -53,6 +53,12 @@ func (r *repo) verify(tags []string, cfg verifyConfig) error {
 		"GOFLAGS=-mod=mod",
 		"GOMODCACHE="+cfg.modcache,
 		"GOBIN="+filepath.Join(cfg.work, "bin"),
+		// The go command indexes the packages of a module-cache directory
+		// once, in GOCACHE, keyed by the directory alone: module versions
+		// never change. Here the same version is rebuilt from a new
+		// commit at the same path, so the index would describe an older
+		// run's tree.
+		"GODEBUG="+strings.TrimPrefix(os.Getenv("GODEBUG")+",goindex=0", ","),
 	)
 	if err := forgetModules(cfg.modcache, r.rootPath); err != nil {
 		return err
