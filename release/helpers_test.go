@@ -3,7 +3,6 @@ package main
 import (
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -108,16 +107,6 @@ func (f *fixture) tags() []string {
 	return tags
 }
 
-// goEnvFor is an environment for go commands on fixtures: no network, no
-// workspace of the surrounding repository, a module cache of its own.
-func goEnvFor(t *testing.T, proxy string) []string {
-	cache := t.TempDir()
-	t.Cleanup(func() { makeWritable(cache) })
-	return append(os.Environ(),
-		"GOPROXY="+proxy, "GONOSUMDB=example.com", "GOPRIVATE=", "GONOPROXY=",
-		"GOWORK=off", "GOFLAGS=-mod=mod -modcacherw", "GOMODCACHE="+cache, "GOTOOLCHAIN=local")
-}
-
 // makeWritable undoes the module cache's read-only modes so that
 // t.TempDir can remove it.
 func makeWritable(dir string) {
@@ -127,15 +116,6 @@ func makeWritable(dir string) {
 		}
 		return nil
 	})
-}
-
-func goCmd(t *testing.T, dir string, env []string, args ...string) (string, error) {
-	t.Helper()
-	cmd := exec.Command("go", args...)
-	cmd.Dir = dir
-	cmd.Env = env
-	out, err := cmd.CombinedOutput()
-	return string(out), err
 }
 
 func containsAll(s string, subs ...string) bool {
