@@ -7,7 +7,7 @@ require (
 	github.com/failsafe-go/failsafe-go v0.9.8
 	github.com/hashicorp/go-cleanhttp v0.5.2
 	github.com/hashicorp/go-retryablehttp v0.7.8
-	github.com/saferetry/saferetry v0.0.0
+	github.com/saferetry/saferetry v0.1.0
 	go.uber.org/goleak v1.3.0
 )
 
@@ -16,5 +16,3 @@ require (
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/influxdata/tdigest v0.0.1 // indirect
 )
-
-replace github.com/saferetry/saferetry => ../

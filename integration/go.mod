@@ -4,7 +4,7 @@ go 1.26.0
 
 require (
 	github.com/google/go-github/v92 v92.0.0
-	github.com/saferetry/saferetry v0.0.0
+	github.com/saferetry/saferetry v0.1.0
 	github.com/stripe/stripe-go/v85 v85.0.0
 	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.72.0
 	go.opentelemetry.io/otel v1.47.0
@@ -27,5 +27,3 @@ require (
 	go.opentelemetry.io/otel/metric v1.47.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 )
-
-replace github.com/saferetry/saferetry => ../
