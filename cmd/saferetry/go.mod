@@ -4,8 +4,8 @@ go 1.26.0
 
 require (
 	github.com/redis/go-redis/v9 v9.23.0
-	github.com/saferetry/saferetry v0.0.0
-	github.com/saferetry/saferetry/keystore v0.0.0
+	github.com/saferetry/saferetry v0.1.0
+	github.com/saferetry/saferetry/keystore v0.1.0
 	go.uber.org/goleak v1.3.0
 )
 
@@ -23,9 +23,4 @@ require (
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.12.1 // indirect
 	modernc.org/sqlite v1.61.1 // indirect
-)
-
-replace (
-	github.com/saferetry/saferetry => ../..
-	github.com/saferetry/saferetry/keystore => ../../keystore
 )
