@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/saferetry/saferetry/internal/retryafter"
+	"github.com/saferetry/saferetry/internal/serverwait"
 )
 
 // waitSchedule decides the wait before each retry of one logical request:
@@ -72,7 +72,7 @@ func serverHint(resp *http.Response, now time.Time) (time.Duration, bool) {
 	if len(values) == 0 {
 		return 0, false
 	}
-	return retryafter.Parse(values[0], now)
+	return serverwait.RetryAfter(values[0], now)
 }
 
 // upwardJitter returns U[0, hint/10): clients told the same Retry-After
