@@ -102,7 +102,7 @@ func FuzzHTTPDate(f *testing.F) {
 		if !got.Equal(std) {
 			t.Fatalf("httpDate(%q) = %v; http.ParseTime gives %v", value, got, std)
 		}
-		if got.Sub(now) > 50*366*24*time.Hour {
+		if isRFC850(value) && got.Sub(now) > 50*366*24*time.Hour {
 			t.Fatalf("httpDate(%q) = %v, more than 50 years after now", value, got)
 		}
 	})

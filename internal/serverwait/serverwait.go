@@ -77,7 +77,8 @@ const (
 // Parse reads every wait the headers h of a response announce, received at
 // now. It does not look at the status: which statuses make a wait apply is
 // the caller's rule. It allocates nothing and never fails: a header it
-// cannot read is ignored.
+// cannot read is ignored. It only reads h, so it is safe for concurrent
+// use.
 //
 // What counts as a wait:
 //   - Retry-After (delay-seconds or an HTTP-date), retry-after-ms and

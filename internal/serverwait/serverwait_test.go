@@ -3,7 +3,6 @@ package serverwait
 import (
 	"net/http"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
@@ -325,15 +324,7 @@ func FuzzParse(f *testing.F) {
 	f.Add("x-ratelimit-remaining-tokens: 0\nx-ratelimit-reset-tokens: 6m0s\nanthropic-ratelimit-requests-remaining: 0\nanthropic-ratelimit-requests-reset: 2026-11-23T12:00:09Z")
 	f.Add("RateLimit: limit=1, remaining=0, reset=9\nRateLimit-Remaining: 0\nRateLimit-Reset: 60\nx-ms-retry-after-ms: 9")
 	f.Fuzz(func(t *testing.T, raw string) {
-		h := http.Header{}
-		for i, line := range strings.SplitN(raw, "\n", 5) {
-			if i == 4 {
-				break
-			}
-			if name, value, ok := strings.Cut(line, ":"); ok {
-				h.Add(name, value)
-			}
-		}
+		h := fuzzHeader(raw)
 		got := Parse(h, now)
 		if got.Wait < 0 || (!got.Announced && got.Wait != 0) {
 			t.Fatalf("Parse(%q) = %+v: a negative or unannounced wait", raw, got)
