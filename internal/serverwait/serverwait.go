@@ -110,33 +110,123 @@ const (
 // fraction (Discord sends "1470173023.123"); an HTTP-date or an RFC 3339
 // time is accepted too, as some APIs send in X-RateLimit-Reset.
 func Parse(h http.Header, now time.Time) Hint {
-	if len(h) == 0 {
+	// One pass over h picks out the recognised headers: cheaper than a
+	// lookup per recognised name, since most responses carry few headers
+	// and none of these.
+	var f [numFields][]string
+	found := false
+	for name, values := range h {
+		if i, ok := fieldOf(name); ok {
+			f[i], found = values, true
+		}
+	}
+	if !found {
 		return Hint{}
 	}
-	a := acc{now: now, h: h}
-	for _, v := range h[headerRetryAfter] {
+	a := acc{now: now, date: f[fieldDate]}
+	for _, v := range f[fieldRetryAfter] {
 		if d, ok := a.retryAfter(v); ok {
 			a.announce(d)
 		}
 	}
-	a.milliseconds(h[headerRetryAfterMs])
-	a.milliseconds(h[headerMsRetryAfterMs])
-	a.rateLimit(h[headerRateLimit], h[headerRateLimitPolicy])
-	a.pair(h[headerRateLimitRemaining], h[headerRateLimitReset], resetTime)
-	a.pair(h[headerXRemaining], h[headerXReset], resetTime)
-	a.pair(h[headerRemainingRequests], h[headerResetRequests], resetDuration)
-	a.pair(h[headerRemainingTokens], h[headerResetTokens], resetDuration)
-	a.pair(h[headerAnthropicRequestsRemaining], h[headerAnthropicRequestsReset], resetTime)
-	a.pair(h[headerAnthropicTokensRemaining], h[headerAnthropicTokensReset], resetTime)
-	a.pair(h[headerAnthropicInputTokensRemaining], h[headerAnthropicInputTokensReset], resetTime)
-	a.pair(h[headerAnthropicOutputTokensRemaining], h[headerAnthropicOutputTokensReset], resetTime)
+	a.milliseconds(f[fieldRetryAfterMs])
+	a.milliseconds(f[fieldMsRetryAfterMs])
+	a.rateLimit(f[fieldRateLimit], f[fieldRateLimitPolicy])
+	a.pair(f[fieldRateLimitRemaining], f[fieldRateLimitReset], resetTime)
+	a.pair(f[fieldXRemaining], f[fieldXReset], resetTime)
+	a.pair(f[fieldRemainingRequests], f[fieldResetRequests], resetDuration)
+	a.pair(f[fieldRemainingTokens], f[fieldResetTokens], resetDuration)
+	a.pair(f[fieldAnthropicRequestsRemaining], f[fieldAnthropicRequestsReset], resetTime)
+	a.pair(f[fieldAnthropicTokensRemaining], f[fieldAnthropicTokensReset], resetTime)
+	a.pair(f[fieldAnthropicInputTokensRemaining], f[fieldAnthropicInputTokensReset], resetTime)
+	a.pair(f[fieldAnthropicOutputTokensRemaining], f[fieldAnthropicOutputTokensReset], resetTime)
 	return a.hint()
+}
+
+// field numbers the headers Parse reads.
+type field uint8
+
+const (
+	fieldDate field = iota
+	fieldRetryAfter
+	fieldRetryAfterMs
+	fieldMsRetryAfterMs
+	fieldRateLimit
+	fieldRateLimitPolicy
+	fieldRateLimitRemaining
+	fieldRateLimitReset
+	fieldXRemaining
+	fieldXReset
+	fieldRemainingRequests
+	fieldResetRequests
+	fieldRemainingTokens
+	fieldResetTokens
+	fieldAnthropicRequestsRemaining
+	fieldAnthropicRequestsReset
+	fieldAnthropicTokensRemaining
+	fieldAnthropicTokensReset
+	fieldAnthropicInputTokensRemaining
+	fieldAnthropicInputTokensReset
+	fieldAnthropicOutputTokensRemaining
+	fieldAnthropicOutputTokensReset
+	numFields
+)
+
+// fieldOf returns the field a canonical header name is, if Parse reads it.
+func fieldOf(name string) (field, bool) {
+	switch name {
+	case headerDate:
+		return fieldDate, true
+	case headerRetryAfter:
+		return fieldRetryAfter, true
+	case headerRetryAfterMs:
+		return fieldRetryAfterMs, true
+	case headerMsRetryAfterMs:
+		return fieldMsRetryAfterMs, true
+	case headerRateLimit:
+		return fieldRateLimit, true
+	case headerRateLimitPolicy:
+		return fieldRateLimitPolicy, true
+	case headerRateLimitRemaining:
+		return fieldRateLimitRemaining, true
+	case headerRateLimitReset:
+		return fieldRateLimitReset, true
+	case headerXRemaining:
+		return fieldXRemaining, true
+	case headerXReset:
+		return fieldXReset, true
+	case headerRemainingRequests:
+		return fieldRemainingRequests, true
+	case headerResetRequests:
+		return fieldResetRequests, true
+	case headerRemainingTokens:
+		return fieldRemainingTokens, true
+	case headerResetTokens:
+		return fieldResetTokens, true
+	case headerAnthropicRequestsRemaining:
+		return fieldAnthropicRequestsRemaining, true
+	case headerAnthropicRequestsReset:
+		return fieldAnthropicRequestsReset, true
+	case headerAnthropicTokensRemaining:
+		return fieldAnthropicTokensRemaining, true
+	case headerAnthropicTokensReset:
+		return fieldAnthropicTokensReset, true
+	case headerAnthropicInputTokensRemaining:
+		return fieldAnthropicInputTokensRemaining, true
+	case headerAnthropicInputTokensReset:
+		return fieldAnthropicInputTokensReset, true
+	case headerAnthropicOutputTokensRemaining:
+		return fieldAnthropicOutputTokensRemaining, true
+	case headerAnthropicOutputTokensReset:
+		return fieldAnthropicOutputTokensReset, true
+	}
+	return 0, false
 }
 
 // acc accumulates the waits of one response.
 type acc struct {
-	now time.Time
-	h   http.Header
+	now  time.Time
+	date []string // the Date header's lines
 
 	ref      time.Time // the server's clock: Date, or now
 	refKnown bool
@@ -176,8 +266,8 @@ func (a *acc) hint() Hint {
 func (a *acc) until(t time.Time) time.Duration {
 	if !a.refKnown {
 		a.ref, a.refKnown = a.now, true
-		if dates := a.h[headerDate]; len(dates) == 1 {
-			if date, ok := httpDate(trimOWS(dates[0]), a.now); ok {
+		if len(a.date) == 1 {
+			if date, ok := httpDate(trimOWS(a.date[0]), a.now); ok {
 				a.ref = date
 			}
 		}
