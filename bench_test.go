@@ -34,7 +34,7 @@ import (
 	"github.com/hashicorp/go-cleanhttp"
 
 	"github.com/saferetry/saferetry/internal/benchserver"
-	"github.com/saferetry/saferetry/internal/retryafter"
+	"github.com/saferetry/saferetry/internal/serverwait"
 )
 
 // Body sizes of the benchmark scenarios.
@@ -400,7 +400,7 @@ func BenchmarkRetryAfterParse(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if d, ok := retryafter.Parse(c.value, now); !ok || d != 2*time.Minute {
+				if d, ok := serverwait.RetryAfter(c.value, now); !ok || d != 2*time.Minute {
 					b.Fatalf("Parse(%q) = %v, %v", c.value, d, ok)
 				}
 			}

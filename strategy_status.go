@@ -4,11 +4,14 @@ import (
 	"errors"
 	"net/http"
 	"syscall"
+	"time"
+
+	"github.com/saferetry/saferetry/internal/serverwait"
 )
 
 // askedToComeBack reports the statuses by which a server says it did not
-// process the request and asks the client to send it again later: 408
-// and 429, 413 with a Retry-After (RFC 9110 §15.5.14: the condition is
+// process the request and asks the client to send it again later: 408,
+// 429 and a rate-limit 403, 413 with a Retry-After (RFC 9110 §15.5.14: the condition is
 // temporary), and 409, which answers a keyed request whose key is still
 // being processed (draft-ietf-httpapi-idempotency-key-header §2.7). The
 // retry loop retries them; a named operation answered with one stays
@@ -20,6 +23,10 @@ func askedToComeBack(resp *http.Response) bool {
 	case http.StatusRequestEntityTooLarge:
 		_, temporary := retryAfterOf(resp.Header)
 		return temporary
+	case http.StatusForbidden:
+		// A rate-limit 403 (GitHub's): the quota is exhausted until a
+		// reset, and the request was not processed, as with a 429.
+		return serverwait.Parse(resp.Header, time.Now()).Exhausted
 	}
 	return false
 }

@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/saferetry/saferetry/internal/retryafter"
+	"github.com/saferetry/saferetry/internal/serverwait"
 )
 
 // waitSchedule decides the wait before each retry of one logical request:
@@ -58,22 +58,27 @@ func (w *waitSchedule) next(ctx context.Context, resp *http.Response, backoff Ba
 const minAttemptTime = 100 * time.Millisecond
 
 // serverHint returns the wait the server asked for in a response whose
-// status makes Retry-After meaningful for a retry: 429, 503, and 413 (RFC
-// 9110 §15.5.14).
+// status makes it meaningful for a retry: 429, a rate-limit 403 (one
+// whose headers say the quota is exhausted until a reset, as GitHub
+// sends), 503, and 413 (RFC 9110 §15.5.14). Every header servers use is
+// read (Retry-After, retry-after-ms, the IETF RateLimit fields,
+// X-RateLimit-*, the x-ratelimit-reset-* durations of LLM APIs): the
+// longest wait announced wins.
 func serverHint(resp *http.Response, now time.Time) (time.Duration, bool) {
 	if resp == nil {
 		return 0, false
 	}
 	switch resp.StatusCode {
-	case http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusRequestEntityTooLarge:
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusRequestEntityTooLarge,
+		http.StatusForbidden:
 	default:
 		return 0, false
 	}
-	value, ok := retryAfterOf(resp.Header)
-	if !ok {
+	hint := serverwait.Parse(resp.Header, now)
+	if !hint.Announced || (resp.StatusCode == http.StatusForbidden && !hint.Exhausted) {
 		return 0, false
 	}
-	return retryafter.Parse(value, now)
+	return hint.Wait, true
 }
 
 // upwardJitter returns U[0, hint/10): clients told the same Retry-After
