@@ -1,0 +1,9 @@
+//go:build !saferetry_overload
+
+package saferetryotel
+
+import "github.com/saferetry/saferetry"
+
+// newerStopName names stop reasons this build does not know yet: none
+// until the overload branch (StopThrottled) is merged; see overload.go.
+func newerStopName(saferetry.StopReason) (string, bool) { return "", false }
