@@ -338,4 +338,3 @@ type closeCounter struct {
 }
 
 func (c *closeCounter) CloseIdleConnections() { c.n++ }
-
