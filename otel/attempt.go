@@ -35,7 +35,7 @@ func (l *attemptLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 		return l.base.RoundTrip(req) // not a request of ours
 	}
 	resend := int(c.attempts.Add(1)) - 1
-	ctx, span := l.tel.startAttempt(req, resend)
+	ctx, span := l.tel.startAttempt(req, c, resend)
 	sent := req
 	if span.SpanContext().IsValid() {
 		sent = l.tel.withSpanContext(ctx, req)
@@ -60,26 +60,23 @@ func (l *attemptLayer) CloseIdleConnections() {
 // startAttempt starts an attempt's span with the attributes the
 // conventions want at creation, for samplers: method, server, url.full,
 // and http.request.resend_count from the second attempt on.
-func (tel *telemetry) startAttempt(req *http.Request, resend int) (context.Context, trace.Span) {
-	m, known := method(req)
-	host, port := server(req)
+func (tel *telemetry) startAttempt(req *http.Request, c *call, resend int) (context.Context, trace.Span) {
 	kvs := make([]attribute.KeyValue, 0, 6+len(tel.reqHeaders))
-	kvs = append(kvs, keyMethod.String(m))
-	if !known {
+	kvs = append(kvs, keyMethod.String(c.method))
+	if !c.knownMethod {
 		kvs = append(kvs, keyMethodOriginal.String(req.Method))
 	}
-	kvs = serverAttrs(kvs, host, port)
-	kvs = append(kvs, keyURLFull.String(tel.redact.url(req.URL)))
+	kvs = serverAttrs(kvs, c.host, c.port)
+	kvs = append(kvs, keyURLFull.String(c.urlFull))
 	if resend > 0 {
 		kvs = append(kvs, keyResendCount.Int(resend))
 	}
 	kvs = tel.redact.headerAttrs(kvs, tel.reqHeaders, req.Header)
-	name := m
-	if !known {
+	name := c.method
+	if !c.knownMethod {
 		name = "HTTP" // the conventions' span name for an unknown method
 	}
-	return tel.tracer.Start(req.Context(), name,
-		trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(kvs...))
+	return tel.tracer.Start(req.Context(), name, tel.clientKind, trace.WithAttributes(kvs...))
 }
 
 // withSpanContext returns a shallow copy of req whose context holds the

@@ -3,10 +3,10 @@ package saferetryotel
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"reflect"
 	"strconv"
+	"strings"
 
 	"github.com/saferetry/saferetry"
 	"go.opentelemetry.io/otel/attribute"
@@ -70,24 +70,32 @@ func server(req *http.Request) (host string, port int) {
 	return splitHostPort(hostport, req.URL.Scheme)
 }
 
-// splitHostPort splits "host[:port]", brackets of an IPv6 literal
-// removed; without a port it returns scheme's default (0 if unknown).
+// splitHostPort splits "host[:port]" as a URL's Host holds it, brackets
+// of an IPv6 literal removed, without allocating; without a port it
+// returns scheme's default, and 0 when there is none.
 func splitHostPort(hostport, scheme string) (string, int) {
-	if h, p, err := net.SplitHostPort(hostport); err == nil {
-		port, _ := strconv.Atoi(p)
-		return h, port
+	host, port := hostport, 0
+	if i := strings.LastIndexByte(hostport, ':'); i >= 0 && strings.IndexByte(hostport[i:], ']') < 0 &&
+		(hostport[0] == '[' || strings.IndexByte(hostport[:i], ':') < 0) {
+		// A port: after the last colon, outside brackets, and not the
+		// last group of a bare IPv6 address.
+		host = hostport[:i]
+		if p, err := strconv.Atoi(hostport[i+1:]); err == nil && p > 0 && p <= 65535 {
+			port = p
+		}
 	}
-	host := hostport
 	if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
 		host = host[1 : len(host)-1]
 	}
-	switch scheme {
-	case "http":
-		return host, 80
-	case "https":
-		return host, 443
+	if port == 0 {
+		switch scheme {
+		case "http":
+			port = 80
+		case "https":
+			port = 443
+		}
 	}
-	return host, 0
+	return host, port
 }
 
 // serverAttrs appends server.address and, when known, server.port.

@@ -3,7 +3,6 @@ package saferetryotel
 import (
 	"context"
 	"errors"
-	"net/http"
 
 	"github.com/saferetry/saferetry"
 	"go.opentelemetry.io/otel/attribute"
@@ -72,9 +71,9 @@ func (tel *telemetry) addEvent(c *call, name string, kvs ...attribute.KeyValue) 
 // finish completes the logical request once the stack returned: a stop
 // the hook never saw (the caller canceled, which the loop does not report)
 // gets its event, and the call's metrics are recorded.
-func (tel *telemetry) finish(c *call, req *http.Request, err error) {
+func (tel *telemetry) finish(c *call, ctx context.Context, err error) {
 	if !c.stopped && err != nil {
-		if stop, ok := unreportedStop(req.Context(), err); ok {
+		if stop, ok := unreportedStop(ctx, err); ok {
 			c.stop, c.stopped = stop, true
 			tel.addEvent(c, eventStop,
 				keyAttempt.Int(int(c.attempts.Load())),
@@ -82,7 +81,7 @@ func (tel *telemetry) finish(c *call, req *http.Request, err error) {
 				keyErrorType.String(errorType(err)))
 		}
 	}
-	tel.record(c, req)
+	tel.record(ctx, c)
 }
 
 // unreportedStop returns why a run that ended in err stopped, when its

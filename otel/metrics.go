@@ -1,7 +1,8 @@
 package saferetryotel
 
 import (
-	"net/http"
+	"context"
+	"sync"
 
 	"github.com/saferetry/saferetry"
 	"go.opentelemetry.io/otel"
@@ -65,18 +66,21 @@ func newInstruments(mp metric.MeterProvider) instruments {
 	return in
 }
 
+// enabled reports whether any instrument would record: with a no-op
+// provider none does, and nothing needs computing.
+func (in *instruments) enabled(ctx context.Context) bool {
+	return in.attempts.Enabled(ctx) || in.retries.Enabled(ctx) || in.hedges.Enabled(ctx) ||
+		in.delay.Enabled(ctx) || in.stops.Enabled(ctx)
+}
+
 // record records a finished logical request. Its attributes are the
 // request's method and server: low-cardinality, the URL never.
-func (tel *telemetry) record(c *call, req *http.Request) {
+func (tel *telemetry) record(ctx context.Context, c *call) {
 	in := &tel.inst
-	ctx := req.Context()
-	m, _ := method(req)
-	host, port := server(req)
-	var buf [4]attribute.KeyValue
-	kvs := serverAttrs(append(buf[:0], keyMethod.String(m)), host, port)
-	set := attribute.NewSet(kvs...)
-	attrs := metric.WithAttributeSet(set)
-
+	if !in.enabled(ctx) {
+		return
+	}
+	attrs := tel.callAttrs(c)
 	attempts := int64(c.attempts.Load())
 	in.attempts.Record(ctx, attempts, attrs)
 	if retries := attempts - 1 - int64(c.hedges); retries > 0 {
@@ -89,6 +93,52 @@ func (tel *telemetry) record(c *call, req *http.Request) {
 		in.delay.Record(ctx, c.delay.Seconds(), attrs)
 	}
 	if c.stop != saferetry.StopNone {
-		in.stops.Add(ctx, 1, metric.WithAttributes(append(kvs, keyStopReason.String(stopName(c.stop)))...))
+		kvs := append(c.metricAttrs(make([]attribute.KeyValue, 0, 4)), keyStopReason.String(stopName(c.stop)))
+		in.stops.Add(ctx, 1, metric.WithAttributes(kvs...))
 	}
+}
+
+// metricAttrs appends the attributes of the call's measurements.
+func (c *call) metricAttrs(kvs []attribute.KeyValue) []attribute.KeyValue {
+	return serverAttrs(append(kvs, keyMethod.String(c.method)), c.host, c.port)
+}
+
+// attrsKey identifies a call's measurement attributes.
+type attrsKey struct {
+	method, host string
+	port         int
+}
+
+// maxCachedAttrs bounds the attribute sets kept per Transport: a client
+// of more hosts than that builds the others' per call.
+const maxCachedAttrs = 1024
+
+// attrsCache keeps the measurement option of each distinct set of call
+// attributes: building a set sorts and allocates, and a client talks to
+// few hosts. Safe for concurrent use.
+type attrsCache struct {
+	mu   sync.RWMutex
+	sets map[attrsKey]metric.MeasurementOption
+}
+
+// callAttrs returns the measurement option of c's attributes.
+func (tel *telemetry) callAttrs(c *call) metric.MeasurementOption {
+	k := attrsKey{c.method, c.host, c.port}
+	ac := &tel.attrs
+	ac.mu.RLock()
+	opt, ok := ac.sets[k]
+	ac.mu.RUnlock()
+	if ok {
+		return opt
+	}
+	opt = metric.WithAttributeSet(attribute.NewSet(c.metricAttrs(make([]attribute.KeyValue, 0, 3))...))
+	ac.mu.Lock()
+	if ac.sets == nil {
+		ac.sets = make(map[attrsKey]metric.MeasurementOption)
+	}
+	if len(ac.sets) < maxCachedAttrs {
+		ac.sets[k] = opt
+	}
+	ac.mu.Unlock()
+	return opt
 }

@@ -338,3 +338,28 @@ type closeCounter struct {
 }
 
 func (c *closeCounter) CloseIdleConnections() { c.n++ }
+
+// TestSplitHostPort: hosts as URLs and budgets key them.
+func TestSplitHostPort(t *testing.T) {
+	cases := []struct {
+		in, scheme string
+		host       string
+		port       int
+	}{
+		{"api.test", "https", "api.test", 443},
+		{"api.test", "http", "api.test", 80},
+		{"api.test", "", "api.test", 0},
+		{"api.test:8443", "https", "api.test", 8443},
+		{"[::1]", "https", "::1", 443},
+		{"[::1]:8080", "", "::1", 8080},
+		{"::1", "", "::1", 0}, // a bare IPv6 address has no port
+		{"api.test:http", "https", "api.test", 443},
+		{"api.test:0", "", "api.test", 0},
+		{"", "https", "", 443},
+	}
+	for _, tc := range cases {
+		if host, port := splitHostPort(tc.in, tc.scheme); host != tc.host || port != tc.port {
+			t.Errorf("splitHostPort(%q, %q) = %q, %d; want %q, %d", tc.in, tc.scheme, host, port, tc.host, tc.port)
+		}
+	}
+}

@@ -145,34 +145,35 @@ func (r *redactor) url(u *url.URL) string {
 }
 
 // rawQuery redacts the values of secret parameters in a raw query,
-// leaving every other byte as it was. A parameter's name is matched
-// unescaped, so access%5Ftoken is caught too.
+// leaving every other byte as it was; it allocates only when it redacts.
+// A parameter's name is matched unescaped, so access%5Ftoken is caught
+// too.
 func (r *redactor) rawQuery(q string) string {
-	if q == "" {
-		return q
-	}
 	var b strings.Builder
-	changed := false
-	for i, part := range strings.Split(q, "&") {
-		if i > 0 {
-			b.WriteByte('&')
-		}
-		name, _, hasValue := strings.Cut(part, "=")
-		if unescaped, err := url.QueryUnescape(name); err == nil {
-			name = unescaped
-		}
-		if hasValue && r.query.match(name) {
-			b.WriteString(part[:strings.IndexByte(part, '=')+1])
+	done := 0 // q[:done] is in b, or b is unused
+	for rest, off := q, 0; rest != ""; {
+		part, next, _ := strings.Cut(rest, "&")
+		if eq := strings.IndexByte(part, '='); eq >= 0 && r.secretParam(part[:eq]) {
+			b.WriteString(q[done : off+eq+1])
 			b.WriteString(redacted)
-			changed = true
-			continue
+			done = off + len(part)
 		}
-		b.WriteString(part)
+		off += len(part) + 1
+		rest = next
 	}
-	if !changed {
+	if done == 0 {
 		return q
 	}
+	b.WriteString(q[done:])
 	return b.String()
+}
+
+// secretParam reports whether a query parameter's raw name is a secret's.
+func (r *redactor) secretParam(raw string) bool {
+	if name, err := url.QueryUnescape(raw); err == nil {
+		raw = name
+	}
+	return r.query.match(raw)
 }
 
 // message returns msg with every http:// or https:// URL it quotes

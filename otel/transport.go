@@ -117,8 +117,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	c := &callContext{Context: req.Context()}
 	c.call.parent = trace.SpanFromContext(req.Context())
+	c.call.describe(req, &t.tel.redact)
 	resp, err := t.stack.RoundTrip(req.WithContext(c))
-	t.tel.finish(&c.call, req, err)
+	t.tel.finish(&c.call, req.Context(), err)
 	return resp, err
 }
 
@@ -135,11 +136,26 @@ type call struct {
 	parent   trace.Span   // the span in the caller's context, for events
 	attempts atomic.Int32 // attempts that reached the base, the first included
 
+	// The logical request as recorded, the same for all its attempts:
+	// computed once, before the first.
+	method      string // the conventions' http.request.method (_OTHER if unknown)
+	knownMethod bool
+	host        string // server.address
+	port        int    // server.port; 0 if unknown
+	urlFull     string // url.full, redacted
+
 	retries int           // retries the loop decided on (hook events)
 	hedges  int           // hedges sent
 	delay   time.Duration // sum of the waits before retries
 	stop    saferetry.StopReason
 	stopped bool // the hook reported a stop
+}
+
+// describe records what every attempt and the metrics say of req.
+func (c *call) describe(req *http.Request, r *redactor) {
+	c.method, c.knownMethod = method(req)
+	c.host, c.port = server(req)
+	c.urlFull = r.url(req.URL)
 }
 
 // callKey is the context key of a logical request's call.
@@ -171,8 +187,10 @@ func callFrom(ctx context.Context) *call {
 // instruments and redaction rules. Immutable once built.
 type telemetry struct {
 	tracer     trace.Tracer
+	clientKind trace.SpanStartOption // made once: an option is an interface value
 	propagator propagation.TextMapPropagator
 	inst       instruments
+	attrs      attrsCache
 	redact     redactor
 	reqHeaders []capturedHeader
 	resHeaders []capturedHeader
@@ -191,6 +209,7 @@ func newTelemetry(c Config) *telemetry {
 	r := newRedactor(c.SecretHeaders, c.SecretQueryParams)
 	return &telemetry{
 		tracer:     tp.Tracer(scopeName),
+		clientKind: trace.WithSpanKind(trace.SpanKindClient),
 		propagator: prop,
 		inst:       newInstruments(c.meterProvider()),
 		redact:     r,
