@@ -139,7 +139,8 @@ func BenchmarkInMemory(b *testing.B) {
 					continue // nothing retries
 				}
 				b.Run("transport="+c.name, func(b *testing.B) {
-					rt := c.rt(b, &inMemory{failFirst: scenario.failFirst}, saferetry.WithBackoff(0, 0))
+					// No budget: it would (rightly) stop retrying every other request.
+					rt := c.rt(b, &inMemory{failFirst: scenario.failFirst}, saferetry.WithBackoff(0, 0), saferetry.WithBudget(nil))
 					req, err := http.NewRequest(http.MethodGet, "http://api.example/v1/things?page=2", nil)
 					if err != nil {
 						b.Fatal(err)
