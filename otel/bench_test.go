@@ -7,6 +7,10 @@ package saferetryotel_test
 //	go test -run '^$' -bench . -benchmem -count 6 > bench.txt
 //	benchstat -col /transport bench.txt
 //
+// Besides ns/op, each reports cpu-ns/op, the process's CPU time per
+// request (getrusage), which a machine shared with other work disturbs
+// less than wall time; the test's loopback server is in both.
+//
 // Contenders (sub-benchmark transport=NAME):
 //
 //	bare                 the base transport alone
@@ -27,7 +31,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/saferetry/saferetry"
@@ -146,9 +152,11 @@ func BenchmarkInMemory(b *testing.B) {
 						b.Fatal(err)
 					}
 					b.ReportAllocs()
+					cpu := cpuTime()
 					for b.Loop() {
 						roundTrip(b, rt, req)
 					}
+					reportCPU(b, cpu)
 				})
 			}
 		})
@@ -173,9 +181,30 @@ func BenchmarkLoopback(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
+			cpu := cpuTime()
 			for b.Loop() {
 				roundTrip(b, rt, req)
 			}
+			reportCPU(b, cpu)
 		})
+	}
+}
+
+// cpuTime is the CPU time the process has used, user and system, GC
+// included. On a machine other processes keep busy, the CPU time per
+// request is steadier than the wall time, which counts the waits for a
+// core too.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU reports the CPU time per request since start as cpu-ns/op.
+func reportCPU(b *testing.B, start time.Duration) {
+	if b.N > 0 {
+		b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
 	}
 }

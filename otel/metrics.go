@@ -60,7 +60,7 @@ func newInstruments(mp metric.MeterProvider) instruments {
 		metric.WithDescription("Total wait before the retries of one logical request, with no attempt in flight; recorded when the loop decided on a retry."),
 		metric.WithExplicitBucketBoundaries(0, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
 	handle()
-	in.stops, err = m.Int64Counter(metricStops, metric.WithUnit("{call}"),
+	in.stops, err = m.Int64Counter(metricStops, metric.WithUnit("{stop}"),
 		metric.WithDescription("Logical requests handed back without the retry the loop wanted, by saferetry.stop.reason."))
 	handle()
 	return in

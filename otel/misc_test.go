@@ -15,8 +15,10 @@ import (
 	"syscall"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/saferetry/saferetry"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -361,5 +363,41 @@ func TestSplitHostPort(t *testing.T) {
 		if host, port := splitHostPort(tc.in, tc.scheme); host != tc.host || port != tc.port {
 			t.Errorf("splitHostPort(%q, %q) = %q, %d; want %q, %d", tc.in, tc.scheme, host, port, tc.host, tc.port)
 		}
+	}
+}
+
+// TestInstrumentTable: the instruments, their kinds and units, as the
+// README lists them.
+func TestInstrumentTable(t *testing.T) {
+	h := newHarness(t)
+	reg, err := h.config().observeHosts(func(yield func(string, hostState) bool) { yield("api.test", hostState{}) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Unregister()
+	tr := h.config().New(&script{answer: statuses(503)}, saferetry.WithMaxRetries(1), saferetry.WithBackoff(0, 0), saferetry.WithHedge(time.Hour, 1))
+	h.do(tr, newRequest(t, context.Background(), http.MethodGet, testURL, nil))
+	var rm metricdata.ResourceMetrics
+	if err := h.reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			got[m.Name] = fmt.Sprintf("%T %s", m.Data, m.Unit)
+		}
+	}
+	want := map[string]string{
+		"saferetry.call.attempts":               "metricdata.Histogram[int64] {attempt}",
+		"saferetry.call.retries":                "metricdata.Histogram[int64] {retry}",
+		"saferetry.call.retry_delay":            "metricdata.Histogram[float64] s",
+		"saferetry.call.stops":                  "metricdata.Sum[int64] {stop}",
+		"saferetry.budget.retry_tokens":         "metricdata.Gauge[float64] {retry}",
+		"saferetry.throttle.reject_probability": "metricdata.Gauge[float64] 1",
+		"saferetry.throttle.request_rate":       "metricdata.Gauge[float64] {attempt}/s",
+		"saferetry.throttle.accept_rate":        "metricdata.Gauge[float64] {attempt}/s",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("instruments:\n got  %v\n want %v", got, want)
 	}
 }
