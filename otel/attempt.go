@@ -104,8 +104,8 @@ func (tel *telemetry) withSpanContext(ctx context.Context, req *http.Request) *h
 // 400 or more, or an error, makes the span's status Error; an error's
 // description is its message with any URL it quotes redacted.
 func (tel *telemetry) endAttempt(span trace.Span, resp *http.Response, err error) {
-	if !span.IsRecording() {
-		span.End()
+	if !span.IsRecording() || (err == nil && resp == nil) {
+		span.End() // nothing to record, or a base that broke the RoundTripper contract
 		return
 	}
 	if err != nil {

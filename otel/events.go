@@ -85,13 +85,17 @@ func (tel *telemetry) finish(c *call, ctx context.Context, err error) {
 }
 
 // unreportedStop returns why a run that ended in err stopped, when its
-// hook said nothing: the reason a *saferetry.RetryError carries, or
+// hook said nothing: the reason a *saferetry.RetryError carries, the
+// stop a newer sentinel error names (see newerStopOf), or
 // StopCanceled for the context's own error on the first attempt (the loop
 // hands that back as it is).
 func unreportedStop(ctx context.Context, err error) (saferetry.StopReason, bool) {
 	var re *saferetry.RetryError
 	if errors.As(err, &re) && re.Reason != saferetry.StopNone {
 		return re.Reason, true
+	}
+	if stop, ok := newerStopOf(err); ok {
+		return stop, true
 	}
 	if ctx.Err() != nil {
 		return saferetry.StopCanceled, true

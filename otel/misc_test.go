@@ -401,3 +401,26 @@ func TestInstrumentTable(t *testing.T) {
 		t.Errorf("instruments:\n got  %v\n want %v", got, want)
 	}
 }
+
+// TestUnreportedStop: the stops the hook does not report, read from the
+// run's error.
+func TestUnreportedStop(t *testing.T) {
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	cases := []struct {
+		ctx  context.Context
+		err  error
+		want saferetry.StopReason
+		ok   bool
+	}{
+		{context.Background(), &saferetry.RetryError{Attempts: 2, Reason: saferetry.StopDeadline}, saferetry.StopDeadline, true},
+		{context.Background(), fmt.Errorf("wrapped: %w", &saferetry.RetryError{Reason: saferetry.StopCanceled}), saferetry.StopCanceled, true},
+		{canceled, context.Canceled, saferetry.StopCanceled, true},
+		{context.Background(), errors.New("dial tcp: refused"), saferetry.StopNone, false},
+	}
+	for _, tc := range cases {
+		if got, ok := unreportedStop(tc.ctx, tc.err); got != tc.want || ok != tc.ok {
+			t.Errorf("unreportedStop(%v) = %v, %v; want %v, %v", tc.err, got, ok, tc.want, tc.ok)
+		}
+	}
+}

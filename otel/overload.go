@@ -7,6 +7,8 @@
 package saferetryotel
 
 import (
+	"errors"
+
 	"github.com/saferetry/saferetry"
 	"go.opentelemetry.io/otel/metric"
 )
@@ -40,4 +42,14 @@ func newerStopName(r saferetry.StopReason) (string, bool) {
 		return "throttle", true
 	}
 	return "", false
+}
+
+// newerStopOf recognises a refusal by the throttle that reaches the
+// caller as ErrThrottled rather than through the hook (a first attempt
+// refused before it was sent).
+func newerStopOf(err error) (saferetry.StopReason, bool) {
+	if errors.Is(err, saferetry.ErrThrottled) {
+		return saferetry.StopThrottled, true
+	}
+	return saferetry.StopNone, false
 }

@@ -4,6 +4,7 @@ package saferetryotel
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"testing"
 
@@ -36,9 +37,13 @@ func TestObserveBudget(t *testing.T) {
 	}
 }
 
-// TestThrottleStopName: a stop by the throttle is counted as "throttle".
-func TestThrottleStopName(t *testing.T) {
+// TestThrottleStop: a stop by the throttle is counted as "throttle",
+// also when it reaches the caller only as ErrThrottled.
+func TestThrottleStop(t *testing.T) {
 	if got := stopName(saferetry.StopThrottled); got != "throttle" {
 		t.Errorf("stopName(StopThrottled) = %q, want throttle", got)
+	}
+	if stop, ok := unreportedStop(context.Background(), fmt.Errorf("refused: %w", saferetry.ErrThrottled)); !ok || stop != saferetry.StopThrottled {
+		t.Errorf("unreportedStop(ErrThrottled) = %v, %v; want StopThrottled", stop, ok)
 	}
 }
