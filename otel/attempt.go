@@ -88,14 +88,12 @@ func (tel *telemetry) withSpanContext(ctx context.Context, req *http.Request) *h
 	var carrier lazyHeader
 	tel.propagator.Inject(ctx, &carrier)
 	sent := req.WithContext(ctx)
-	if carrier.h != nil {
+	if !carrier.empty() {
 		sent.Header = req.Header.Clone()
 		if sent.Header == nil {
-			sent.Header = make(http.Header, len(carrier.h))
+			sent.Header = make(http.Header, carrier.n)
 		}
-		for k, v := range carrier.h {
-			sent.Header[k] = v
-		}
+		carrier.writeTo(sent.Header)
 	}
 	return sent
 }
@@ -143,23 +141,65 @@ func protocolVersion(resp *http.Response) string {
 	return ""
 }
 
-// lazyHeader is a propagation carrier that allocates only when the
-// propagator writes: the global default propagator writes nothing.
-type lazyHeader struct{ h http.Header }
+// lazyHeader is a propagation carrier that keeps what the propagator
+// writes in a small array, spilling to a map only past it: the global
+// default propagator writes nothing, W3C trace context one or two
+// fields, with baggage three.
+type lazyHeader struct {
+	n      int
+	fields [3][2]string // canonical key, value
+	more   http.Header
+}
 
-func (c *lazyHeader) Get(key string) string { return c.h.Get(key) }
+func (c *lazyHeader) Get(key string) string {
+	key = http.CanonicalHeaderKey(key)
+	for _, f := range c.fields[:c.n] {
+		if f[0] == key {
+			return f[1]
+		}
+	}
+	return c.more.Get(key)
+}
 
 func (c *lazyHeader) Set(key, value string) {
-	if c.h == nil {
-		c.h = make(http.Header, 2)
+	key = http.CanonicalHeaderKey(key)
+	for i := range c.fields[:c.n] {
+		if c.fields[i][0] == key {
+			c.fields[i][1] = value
+			return
+		}
 	}
-	c.h.Set(key, value)
+	if c.n < len(c.fields) {
+		c.fields[c.n] = [2]string{key, value}
+		c.n++
+		return
+	}
+	if c.more == nil {
+		c.more = make(http.Header)
+	}
+	c.more.Set(key, value)
 }
 
 func (c *lazyHeader) Keys() []string {
-	keys := make([]string, 0, len(c.h))
-	for k := range c.h {
+	keys := make([]string, 0, c.n+len(c.more))
+	for _, f := range c.fields[:c.n] {
+		keys = append(keys, f[0])
+	}
+	for k := range c.more {
 		keys = append(keys, k)
 	}
 	return keys
+}
+
+// empty reports whether nothing was written.
+func (c *lazyHeader) empty() bool { return c.n == 0 }
+
+// writeTo sets what was written in h.
+func (c *lazyHeader) writeTo(h http.Header) {
+	for _, f := range c.fields[:c.n] {
+		h[f[0]] = []string{f[1]}
+	}
+	for k, v := range c.more {
+		h[k] = v
+	}
 }

@@ -424,3 +424,23 @@ func TestUnreportedStop(t *testing.T) {
 		}
 	}
 }
+
+// TestCarrier: the propagation carrier keeps what it is given, past its
+// array too, with keys canonical.
+func TestCarrier(t *testing.T) {
+	var c lazyHeader
+	if !c.empty() || c.Get("traceparent") != "" || len(c.Keys()) != 0 {
+		t.Fatal("a new carrier is not empty")
+	}
+	for i, k := range []string{"traceparent", "tracestate", "baggage", "x-b3-traceid", "x-b3-spanid"} {
+		c.Set(k, fmt.Sprint(i))
+	}
+	c.Set("Tracestate", "again")
+	h := http.Header{"Traceparent": {"old"}, "Other": {"kept"}}
+	c.writeTo(h)
+	want := http.Header{"Traceparent": {"0"}, "Tracestate": {"again"}, "Baggage": {"2"},
+		"X-B3-Traceid": {"3"}, "X-B3-Spanid": {"4"}, "Other": {"kept"}}
+	if !reflect.DeepEqual(h, want) || c.Get("X-B3-SPANID") != "4" || len(c.Keys()) != 5 {
+		t.Errorf("header %v, keys %v; want %v", h, c.Keys(), want)
+	}
+}
