@@ -38,8 +38,11 @@
 //	attempt.go     the attempt layer and its span
 //	events.go      the hook: retries, hedges and stops as span events
 //	metrics.go     the instruments and what is recorded per logical request
-//	budget.go      per-host budget and throttle gauges
+//	budget.go      per-host budget and throttle gauges; overload.go binds them
+//	               to Budget.Hosts (build tag saferetry_overload until the
+//	               overload branch lands)
 //	attributes.go  semantic-convention attributes: method, server, error.type
 //	redact.go      what is never recorded: credentials in URLs, secret
-//	               query parameters and headers
+//	               query parameters and headers; logs.go applies it to
+//	               saferetry's log
 package saferetryotel
