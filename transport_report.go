@@ -2,7 +2,9 @@ package saferetry
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"net/url"
 	"time"
 )
 
@@ -59,7 +61,7 @@ func logEvent(ctx context.Context, logger *slog.Logger, ev Event) {
 		attrs = append(attrs, slog.Int("status", ev.Response.StatusCode))
 	}
 	if ev.Err != nil {
-		attrs = append(attrs, slog.String("error", ev.Err.Error()))
+		attrs = append(attrs, slog.String("error", errorForLog(ev.Err)))
 	}
 	if ev.Key != "" {
 		attrs = append(attrs, slog.String("key", ev.Key))
@@ -75,4 +77,14 @@ func logEvent(ctx context.Context, logger *slog.Logger, ev Event) {
 	}
 	attrs = append(attrs, slog.Duration("delay", ev.Delay), slog.Bool("retry_after", ev.ServerDirected))
 	logger.LogAttrs(ctx, slog.LevelInfo, "saferetry: retrying", attrs...)
+}
+
+// errorForLog is err's text without the URL a *url.Error quotes: its query
+// may carry tokens, and the record already names the host.
+func errorForLog(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Op + ": " + errString(ue.Err)
+	}
+	return err.Error()
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"reflect"
 	"strconv"
@@ -1039,5 +1040,25 @@ func TestStalledDiscardedBodyOverTheNetwork(t *testing.T) {
 				t.Fatalf("status %d after %d attempts", resp.StatusCode, Attempts(resp))
 			}
 		})
+	}
+}
+
+// The logger never writes a URL's query, where tokens travel: a *url.Error
+// quotes the whole URL.
+func TestLoggedErrorsDoNotQuoteTheURL(t *testing.T) {
+	var logs bytes.Buffer
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		return nil, &url.Error{Op: "Get", URL: r.URL.String(), Err: errors.New("connection reset")}
+	})
+	stack := New(base, WithBackoff(0, 0), WithMaxRetries(1), WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+	stack.RoundTrip(get(t, "https://user:hunter2@api.test/v1?access_token=tok_secret"))
+	out := logs.String()
+	if !strings.Contains(out, "connection reset") {
+		t.Fatalf("log %s", out)
+	}
+	for _, secret := range []string{"tok_secret", "hunter2"} {
+		if strings.Contains(out, secret) {
+			t.Fatalf("log leaks %q: %s", secret, out)
+		}
 	}
 }
