@@ -11,6 +11,10 @@ import (
 // value is empty or malformed (a fraction, a sign, trailing text). It
 // allocates nothing, whatever the value.
 func RetryAfter(value string, now time.Time) (delay time.Duration, ok bool) {
+	value = trimOWS(value)
+	if value != "" && isDigit(value[0]) {
+		return delaySeconds(value) // the common case needs no clock
+	}
 	a := acc{now: now, ref: now, refKnown: true}
 	return a.retryAfter(value)
 }
@@ -23,17 +27,22 @@ func (a *acc) retryAfter(value string) (time.Duration, bool) {
 		return 0, false
 	}
 	if isDigit(value[0]) {
-		secs, ok := nonNegativeInt(value)
-		if !ok {
-			return 0, false
-		}
-		return scale(secs, "", time.Second), true
+		return delaySeconds(value)
 	}
 	when, ok := httpDate(value, a.now)
 	if !ok {
 		return 0, false
 	}
 	return a.until(when), true
+}
+
+// delaySeconds parses 1*DIGIT, clamping values too large for a Duration.
+func delaySeconds(value string) (time.Duration, bool) {
+	secs, ok := nonNegativeInt(value)
+	if !ok {
+		return 0, false
+	}
+	return scale(secs, "", time.Second), true
 }
 
 // milliseconds parses one retry-after-ms value: a non-negative decimal

@@ -31,9 +31,9 @@ type Hint struct {
 	ResetAt time.Time
 }
 
-// Canonical header names (http.CanonicalHeaderKey), so that Parse can
-// index an http.Header directly: net/http canonicalises the names of
-// received headers, over HTTP/1 and HTTP/2 alike.
+// Header names in canonical form (http.CanonicalHeaderKey), the form in
+// which net/http stores received headers, over HTTP/1 and HTTP/2 alike;
+// Parse compares names exactly.
 const (
 	headerDate       = "Date"
 	headerRetryAfter = "Retry-After"

@@ -260,7 +260,7 @@ func TestParseIETF(t *testing.T) {
 	})
 }
 
-// TestHeaderNamesAreCanonical guards the direct http.Header indexing:
+// TestHeaderNamesAreCanonical guards Parse's exact comparison of names:
 // a name that is not canonical would never match.
 func TestHeaderNamesAreCanonical(t *testing.T) {
 	for _, name := range []string{headerDate, headerRetryAfter, headerRetryAfterMs, headerMsRetryAfterMs,
