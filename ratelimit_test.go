@@ -36,7 +36,7 @@ func TestRateLimitHeadersAreTheServersWait(t *testing.T) {
 		{"GitHub's rate-limit 403, a Unix time, for an unkeyed write too", 403, http.MethodPost,
 			func(now time.Time) http.Header {
 				return http.Header{"X-Ratelimit-Remaining": {"0"}, "X-Ratelimit-Reset": {strconv.FormatInt(now.Add(5*time.Second).Unix(), 10)}}
-			}, 4 * time.Second, true},
+			}, 5 * time.Second, true},
 		{"a 403 that is not a rate limit", 403, http.MethodGet,
 			func(time.Time) http.Header { return http.Header{"X-Ratelimit-Remaining": {"12"}} }, 0, false},
 		{"a reset over the cap is returned at once", 429, http.MethodGet,
