@@ -22,6 +22,7 @@ import (
 
 	"github.com/saferetry/saferetry"
 	"github.com/saferetry/saferetry/internal/faultserver"
+	"github.com/saferetry/saferetry/internal/testutil"
 )
 
 // verifyNoLeaks fails the test if goroutines started during it are still
@@ -68,7 +69,7 @@ func awaitResult(t *testing.T, done <-chan roundTripResult) roundTripResult {
 	select {
 	case r := <-done:
 		return r
-	case <-time.After(signalTimeout):
+	case <-time.After(testutil.SignalTimeout):
 		t.Fatal("RoundTrip did not return after its context was canceled")
 		return roundTripResult{}
 	}
@@ -101,7 +102,7 @@ func TestCancelBeforeSend(t *testing.T) {
 			}
 			stack := saferetry.New(base, opts...)
 			req, caller := newCallerRequest(t, ctx, tc.method.method, srv.URL()+"/before", tc.body, payloadFor(t.Name(), tc.body.size()))
-			snap := snapshotRequest(req)
+			snap := testutil.Snapshot(req)
 
 			resp, err := stack.RoundTrip(req)
 			if resp != nil {
@@ -114,7 +115,7 @@ func TestCancelBeforeSend(t *testing.T) {
 			if n := len(base.sent()); n != 1 {
 				t.Errorf("%d attempts; want 1 (no retry once the context is done)", n)
 			}
-			snap.check(t, req)
+			snap.Check(t, req)
 			base.waitBodiesClosed(t)
 			caller.checkClosedOnce(t)
 		})
@@ -131,7 +132,7 @@ func TestCancelBeforeSend(t *testing.T) {
 // hold net/http's write loop, and RoundTrip with it, whatever the layers
 // above do).
 type producer struct {
-	*countingBody
+	*testutil.TrackedBody
 	chunk   []byte
 	written chan struct{} // closed once the first chunk was read by the transport
 	done    chan struct{} // closed when the producer goroutine has returned
@@ -140,10 +141,10 @@ type producer struct {
 func newProducer(ctx context.Context, chunk []byte) *producer {
 	pr, pw := io.Pipe()
 	p := &producer{
-		countingBody: newCountingBody(pr),
-		chunk:        chunk,
-		written:      make(chan struct{}),
-		done:         make(chan struct{}),
+		TrackedBody: testutil.NewTrackedBody(struct{ io.Reader }{pr}), // its Close leaves the pipe to ctx
+		chunk:       chunk,
+		written:     make(chan struct{}),
+		done:        make(chan struct{}),
 	}
 	go func() {
 		defer close(p.done)
@@ -182,10 +183,10 @@ func TestCancelMidUpload(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				snap := snapshotRequest(req)
+				snap := testutil.Snapshot(req)
 
 				done := roundTripAsync(stack, req)
-				waitSignal(t, body.written, "the first chunk uploaded")
+				testutil.WaitSignal(t, body.written, "the first chunk uploaded")
 				cancel()
 				r := awaitResult(t, done)
 				if r.resp != nil {
@@ -198,13 +199,13 @@ func TestCancelMidUpload(t *testing.T) {
 				if n := len(base.sent()); n != 1 {
 					t.Errorf("%d attempts; want 1", n)
 				}
-				snap.check(t, req)
+				snap.Check(t, req)
 				base.waitBodiesClosed(t)
-				waitSignal(t, body.countingBody.done, "the caller's body closed")
-				if n := body.closes.Load(); n != 1 {
+				testutil.WaitSignal(t, body.Closed(), "the caller's body closed")
+				if n := body.Closes(); n != 1 {
 					t.Errorf("caller's body closed %d times; want 1", n)
 				}
-				waitSignal(t, body.done, "the producer to return")
+				testutil.WaitSignal(t, body.done, "the producer to return")
 
 				if err := srv.WaitIdle(t.Context()); err != nil {
 					t.Fatal(err)
@@ -265,13 +266,13 @@ func TestCancelMidWait(t *testing.T) {
 			}
 			stack := saferetry.New(base, opts...)
 			req, caller := newCallerRequest(t, ctx, tc.method.method, srv.URL()+path, tc.body, payloadFor(t.Name(), tc.body.size()))
-			snap := snapshotRequest(req)
+			snap := testutil.Snapshot(req)
 
 			done := roundTripAsync(stack, req)
 			var ev saferetry.RetryEvent
 			select {
 			case ev = <-waiting:
-			case <-time.After(signalTimeout):
+			case <-time.After(testutil.SignalTimeout):
 				t.Fatal("the stack never decided to retry")
 			}
 			if ev.Stopped != saferetry.StopNone || ev.Delay < 30*time.Second {
@@ -298,10 +299,10 @@ func TestCancelMidWait(t *testing.T) {
 			if len(attempts) != 1 {
 				t.Fatalf("%d attempts; want 1", len(attempts))
 			}
-			if b := attempts[0].respBody; !b.eof.Load() || b.closes.Load() != 1 {
-				t.Errorf("discarded response read to EOF %v, closed %d times; want drained and closed once", b.eof.Load(), b.closes.Load())
+			if b := attempts[0].respBody; !b.ReadToEOF() || b.Closes() != 1 {
+				t.Errorf("discarded response read to EOF %v, closed %d times; want drained and closed once", b.ReadToEOF(), b.Closes())
 			}
-			snap.check(t, req)
+			snap.Check(t, req)
 			base.waitBodiesClosed(t)
 			caller.checkClosedOnce(t)
 			if n := len(srv.Stats().Paths[path].Requests); n != 1 {
@@ -340,7 +341,7 @@ func TestCancelMidResponse(t *testing.T) {
 					}
 					stack := saferetry.New(base, opts...)
 					req, caller := newCallerRequest(t, ctx, m.method, srv.URL()+path, bodyStream, payloadFor(name, 1<<10))
-					snap := snapshotRequest(req)
+					snap := testutil.Snapshot(req)
 
 					resp, err := stack.RoundTrip(req)
 					if err != nil {
@@ -365,7 +366,7 @@ func TestCancelMidResponse(t *testing.T) {
 					if n := saferetry.Attempts(resp); n != 1 {
 						t.Errorf("Attempts = %d; want 1", n)
 					}
-					snap.check(t, req)
+					snap.Check(t, req)
 					base.waitBodiesClosed(t)
 					caller.checkClosedOnce(t)
 					if err := srv.WaitIdle(t.Context()); err != nil {

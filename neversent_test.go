@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/saferetry/saferetry/internal/testutil"
 )
 
 // An unkeyed write may be retried only on positive evidence that nothing
@@ -173,7 +175,7 @@ func TestBaseWithoutTraceHooksFailsClosed(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var attempts int
-			base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 				attempts++
 				if r.Body != nil {
 					r.Body.Close()

@@ -1,0 +1,279 @@
+package saferetry_test
+
+// The matrix's oracle: what each cell must produce, worked out from
+// DESIGN.md's classification table by hand (never by asking the library's
+// strategy). The runner (matrix_run_test.go) checks a cell against it.
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/saferetry/saferetry"
+	"github.com/saferetry/saferetry/internal/faultserver"
+)
+
+const (
+	// matrixRetries is the stack's retry limit in the matrix (the default).
+	matrixRetries = 3
+	// bigBodyCap is the buffering cap of the stacks sending bodyBigStream,
+	// smaller than its size, so the body is committed once it is sent.
+	bigBodyCap = 64 << 10
+)
+
+// methodCase is one way a caller sends a request.
+type methodCase struct {
+	name   string
+	method string
+	keyed  bool // the stack injects an Idempotency-Key (default key methods)
+}
+
+var matrixMethods = []methodCase{
+	{"GET", http.MethodGet, false},
+	{"HEAD", http.MethodHead, false},
+	{"PUT", http.MethodPut, false},
+	{"DELETE", http.MethodDelete, false},
+	{"POST-keyed", http.MethodPost, true},
+	{"POST-unkeyed", http.MethodPost, false},
+	{"PATCH-keyed", http.MethodPatch, true},
+	{"PATCH-unkeyed", http.MethodPatch, false},
+}
+
+// idempotent reports RFC 9110 §9.2.2's idempotent methods, of those the
+// matrix sends.
+func (m methodCase) idempotent() bool {
+	switch m.method {
+	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// safe reports the methods the fault server commits nothing for.
+func (m methodCase) safe() bool { return m.method == http.MethodGet || m.method == http.MethodHead }
+
+// replayable is the table's "idempotent or keyed" column.
+func (m methodCase) replayable() bool { return m.idempotent() || m.keyed }
+
+// bodyKind is how the caller hands over the request body.
+type bodyKind int
+
+const (
+	bodyNone      bodyKind = iota // no body
+	bodyBytes                     // bytes.Reader through http.NewRequest: GetBody set
+	bodyFile                      // *os.File with its ContentLength: read by position
+	bodyStream                    // an opaque reader of unknown length under the default 1 MiB cap
+	bodyBigStream                 // an opaque reader of known length over a 64 KiB cap
+)
+
+var bodyKinds = []bodyKind{bodyNone, bodyBytes, bodyFile, bodyStream, bodyBigStream}
+
+func (k bodyKind) String() string {
+	return [...]string{"none", "bytes", "file", "stream", "big-stream"}[k]
+}
+
+func (k bodyKind) size() int {
+	return [...]int{0, 2 << 10, 8 << 10, 40 << 10, 100 << 10}[k]
+}
+
+// outcomeKind is what one attempt meets, in the terms of DESIGN.md's table.
+type outcomeKind int
+
+const (
+	served         outcomeKind = iota // 200
+	neverConnected                    // connection refused
+	neverSent                         // connection reset in the TLS handshake: nothing of the request written
+	lostAfterWrite                    // reset, or timed out, after the request was written
+	answered                          // a status other than 200
+	cutBody                           // 200 whose body is cut short (reset or truncated)
+)
+
+// attemptOutcome is what one attempt meets and what the server does.
+type attemptOutcome struct {
+	kind      outcomeKind
+	status    int  // for answered
+	recorded  bool // the server saw the request
+	processed bool // the server acted on it: a write commits (or, keyed, replays)
+	consumed  bool // the client read the request body to send it
+}
+
+var (
+	outServed  = attemptOutcome{kind: served, recorded: true, processed: true, consumed: true}
+	outRefused = attemptOutcome{kind: neverConnected}
+)
+
+func outStatus(code int) attemptOutcome {
+	return attemptOutcome{kind: answered, status: code, recorded: true, consumed: true}
+}
+
+// matrixFault is one row of faults.
+type matrixFault struct {
+	name   string
+	script []faultserver.Fault // queued on the cell's path
+	// refused sends the cell to an address where nothing listens.
+	refused bool
+	// resetConn resets the cell's first connection before the request is
+	// read (faultserver.ResetConns), on a server reserved for such cells.
+	resetConn bool
+	// hang needs the attempt timeout.
+	hang bool
+	// hold holds the cut of the response until the stack has handed the
+	// response back, so the client has the headers before the cut.
+	hold bool
+	// first lists what the first attempts meet; later ones are served.
+	first []attemptOutcome
+	// every, when set, is what every attempt meets.
+	every *attemptOutcome
+}
+
+// meets returns what attempt n (from 1) meets.
+func (f matrixFault) meets(n int) attemptOutcome {
+	switch {
+	case f.every != nil:
+		return *f.every
+	case n <= len(f.first):
+		return f.first[n-1]
+	}
+	return outServed
+}
+
+func statusFault(name string, fault faultserver.Fault, code, times int) matrixFault {
+	f := matrixFault{name: name, script: []faultserver.Fault{fault}}
+	for range times {
+		f.first = append(f.first, outStatus(code))
+	}
+	return f
+}
+
+// matrixFaults returns the fault rows; overTLS changes what a connection
+// reset before the request was read proves (see DESIGN.md's first row).
+func matrixFaults(overTLS bool) []matrixFault {
+	past := time.Now().Add(-time.Hour).UTC()
+	resetBeforeRead := attemptOutcome{kind: lostAfterWrite, consumed: true}
+	if overTLS {
+		// The reset comes in the TLS handshake: nothing of the request
+		// was written, so even an unkeyed POST may be retried, and its
+		// body was not read.
+		resetBeforeRead = attemptOutcome{kind: neverSent}
+	}
+	lost := attemptOutcome{kind: lostAfterWrite, recorded: true, consumed: true}
+	lostProcessed := lost
+	lostProcessed.processed = true
+	cut := attemptOutcome{kind: cutBody, recorded: true, processed: true, consumed: true}
+	return []matrixFault{
+		{name: "refused", refused: true, every: &outRefused},
+		{name: "reset-before-read", resetConn: true, first: []attemptOutcome{resetBeforeRead}},
+		{name: "reset-after-headers", script: []faultserver.Fault{{Kind: faultserver.ResetAfterHeaders}}, first: []attemptOutcome{lost}},
+		{name: "reset-after-body", script: []faultserver.Fault{{Kind: faultserver.ResetAfterBody}}, first: []attemptOutcome{lostProcessed}},
+		{name: "reset-mid-response", hold: true, script: []faultserver.Fault{{Kind: faultserver.ResetMidResponse}}, first: []attemptOutcome{cut}},
+		{name: "truncate", hold: true, script: []faultserver.Fault{{Kind: faultserver.Truncate}}, first: []attemptOutcome{cut}},
+		{name: "hang", hang: true, script: []faultserver.Fault{{Kind: faultserver.Hang}}, first: []attemptOutcome{lost}},
+		statusFault("500x2", faultserver.Burst(2, 500), 500, 2),
+		statusFault("502x2", faultserver.Burst(2, 502), 502, 2),
+		statusFault("503x2", faultserver.Burst(2, 503), 503, 2),
+		statusFault("504x2", faultserver.Burst(2, 504), 504, 2),
+		statusFault("503x4-past-the-limit", faultserver.Burst(matrixRetries+1, 503), 503, matrixRetries+1),
+		statusFault("429-retry-after-0", faultserver.WithRetryAfter(429, "0"), 429, 1),
+		statusFault("429-retry-after-past-IMF-fixdate", faultserver.WithRetryAfter(429, past.Format(http.TimeFormat)), 429, 1),
+		statusFault("429-retry-after-past-asctime", faultserver.WithRetryAfter(429, past.Format(time.ANSIC)), 429, 1),
+		statusFault("503-retry-after-0", faultserver.WithRetryAfter(503, "0"), 503, 1),
+		statusFault("503-retry-after-past-RFC850", faultserver.WithRetryAfter(503, past.Format("Monday, 02-Jan-06 15:04:05 GMT")), 503, 1),
+		statusFault("408", faultserver.Burst(1, 408), 408, 1),
+		statusFault("409-key-in-progress", faultserver.Burst(1, 409), 409, 1),
+		statusFault("422", faultserver.Burst(1, 422), 422, 1),
+	}
+}
+
+// tableRetries is DESIGN.md's classification table: may an outcome be
+// retried, for this kind of request?
+func tableRetries(o attemptOutcome, m methodCase) bool {
+	switch o.kind {
+	case neverConnected, neverSent:
+		return true // provably never reached the server: safe for any method
+	case lostAfterWrite:
+		return m.replayable()
+	case answered:
+		switch o.status {
+		case 408, 429:
+			return true // the server says it did not process the request
+		case 409:
+			return m.keyed // the same key is still in progress
+		case 500, 502, 503, 504:
+			return m.replayable()
+		}
+	}
+	return false // served, cut (the response is handed back), other statuses
+}
+
+// tableStopsUnsafe reports the outcomes the table refuses to retry because
+// retrying might duplicate the request (StopNotRetryable), as opposed to
+// answers that retrying cannot change (StopNone).
+func tableStopsUnsafe(o attemptOutcome) bool {
+	switch o.kind {
+	case lostAfterWrite:
+		return true
+	case answered:
+		switch o.status {
+		case 500, 502, 503, 504:
+			return true
+		}
+	}
+	return false
+}
+
+// cellWant is what a cell must produce.
+type cellWant struct {
+	attempts int
+	final    attemptOutcome // what the last attempt met
+	stop     saferetry.StopReason
+	typedErr bool // an error is a *saferetry.RetryError (else the base's own)
+	recorded int  // requests the server saw
+	commits  int  // side effects the server committed
+	replayed bool // the answer is the stored one of an earlier commit
+}
+
+// expectCell plays the fault's script through the table.
+func expectCell(f matrixFault, m methodCase, body bodyKind) cellWant {
+	var w cellWant
+	committed := false
+	for n := 1; ; n++ {
+		o := f.meets(n)
+		w.attempts, w.final = n, o
+		if o.recorded {
+			w.recorded++
+		}
+		if o.processed && !m.safe() {
+			// The fault server deduplicates keyed writes and commits
+			// every unkeyed one.
+			if m.keyed && committed {
+				w.replayed = true
+			} else {
+				w.commits++
+			}
+			committed = true
+		}
+		switch {
+		case o.kind == served || o.kind == cutBody:
+			w.stop = saferetry.StopNone
+		case !tableRetries(o, m):
+			if tableStopsUnsafe(o) {
+				w.stop = saferetry.StopNotRetryable
+			}
+		case n > matrixRetries:
+			w.stop = saferetry.StopMaxRetries
+		case body == bodyBigStream && o.consumed:
+			// Over the cap, the body was sent once and not kept.
+			w.stop = saferetry.StopBodyNotReplayable
+		default:
+			continue // retried
+		}
+		// DESIGN.md: an error final on the first attempt is the base
+		// transport's own; after a retry, or when a retry was refused
+		// for the body, it is a *RetryError.
+		w.typedErr = n > 1 || w.stop == saferetry.StopBodyNotReplayable
+		return w
+	}
+}
+
+func (w cellWant) isResponse() bool {
+	return w.final.kind == served || w.final.kind == cutBody || w.final.kind == answered
+}
