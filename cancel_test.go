@@ -21,8 +21,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/saferetry/saferetry"
-	"github.com/saferetry/saferetry/internal/faultserver"
 	"github.com/saferetry/saferetry/internal/testutil"
+	"github.com/saferetry/saferetry/saferetrytest"
 )
 
 // verifyNoLeaks fails the test if goroutines started during it are still
@@ -35,16 +35,30 @@ func verifyNoLeaks(t *testing.T) {
 }
 
 // protocolServers starts a fault server per protocol.
-func protocolServers(t *testing.T) map[string]*faultserver.Server {
+func protocolServers(t *testing.T) map[string]*saferetrytest.Server {
 	t.Helper()
-	servers := map[string]*faultserver.Server{
-		"h1": faultserver.New(),
-		"h2": faultserver.New(faultserver.WithHTTP2()),
+	servers := map[string]*saferetrytest.Server{
+		"h1": saferetrytest.New(),
+		"h2": saferetrytest.New(saferetrytest.WithTLS(), saferetrytest.WithHTTP2()),
 	}
 	for _, s := range servers {
 		t.Cleanup(s.Close)
 	}
 	return servers
+}
+
+// waitHandled waits until the server has handled the one request sent to
+// path, whose client may have given up on it while the server still held
+// it, and returns what path received.
+func waitHandled(t *testing.T, srv *saferetrytest.Server, path string) saferetrytest.PathStats {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), testutil.SignalTimeout)
+	defer cancel()
+	ps, err := srv.Wait(ctx, path, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ps
 }
 
 // roundTripAsync runs RoundTrip on its own goroutine.
@@ -77,7 +91,7 @@ func awaitResult(t *testing.T, done <-chan roundTripResult) roundTripResult {
 
 func TestCancelBeforeSend(t *testing.T) {
 	verifyNoLeaks(t)
-	srv := faultserver.New()
+	srv := saferetrytest.New()
 	t.Cleanup(srv.Close)
 	cases := []struct {
 		method methodCase
@@ -207,10 +221,7 @@ func TestCancelMidUpload(t *testing.T) {
 				}
 				testutil.WaitSignal(t, body.done, "the producer to return")
 
-				if err := srv.WaitIdle(t.Context()); err != nil {
-					t.Fatal(err)
-				}
-				ps := srv.Stats().Paths[path]
+				ps := waitHandled(t, srv, path)
 				if ps.Commits != 0 {
 					t.Errorf("an upload cut short committed %d times", ps.Commits)
 				}
@@ -226,21 +237,21 @@ func TestCancelMidUpload(t *testing.T) {
 
 func TestCancelMidWait(t *testing.T) {
 	verifyNoLeaks(t)
-	srv := faultserver.New()
+	srv := saferetrytest.New()
 	t.Cleanup(srv.Close)
 	errShutdown := errors.New("shutting down")
 	cases := []struct {
 		name   string
-		fault  faultserver.Fault
+		fault  saferetrytest.Fault
 		cause  error // passed to the cancel function; nil: plain cancel
 		method methodCase
 		body   bodyKind
 	}{
-		{"backoff/GET", faultserver.Burst(1, 503), nil, matrixMethods[0], bodyNone},
-		{"backoff/POST-keyed", faultserver.Burst(1, 503), nil, matrixMethods[4], bodyStream},
-		{"retry-after/PUT", faultserver.WithRetryAfter(503, "30"), nil, matrixMethods[2], bodyFile},
-		{"retry-after/POST-unkeyed-429", faultserver.WithRetryAfter(429, "30"), nil, matrixMethods[5], bodyBytes},
-		{"cause/PATCH-keyed", faultserver.Burst(1, 502), errShutdown, matrixMethods[6], bodyStream},
+		{"backoff/GET", saferetrytest.Burst(1, 503), nil, matrixMethods[0], bodyNone},
+		{"backoff/POST-keyed", saferetrytest.Burst(1, 503), nil, matrixMethods[4], bodyStream},
+		{"retry-after/PUT", saferetrytest.RetryAfter(503, "30"), nil, matrixMethods[2], bodyFile},
+		{"retry-after/POST-unkeyed-429", saferetrytest.RetryAfter(429, "30"), nil, matrixMethods[5], bodyBytes},
+		{"cause/PATCH-keyed", saferetrytest.Burst(1, 502), errShutdown, matrixMethods[6], bodyStream},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -327,7 +338,7 @@ func TestCancelMidResponse(t *testing.T) {
 					path := "/" + name
 					step := make(chan struct{})
 					answer := bytes.Repeat([]byte("slow "), 20)
-					srv.Script(path, faultserver.Fault{Kind: faultserver.SlowBody, Body: answer, Chunk: 10, Step: step})
+					srv.Script(path, saferetrytest.Fault{Kind: saferetrytest.SlowBody, Body: answer, Chunk: 10, Step: step})
 					ctx, cancel := context.WithCancel(context.Background())
 					defer cancel()
 					tr := srv.Transport()
@@ -369,14 +380,11 @@ func TestCancelMidResponse(t *testing.T) {
 					snap.Check(t, req)
 					base.waitBodiesClosed(t)
 					caller.checkClosedOnce(t)
-					if err := srv.WaitIdle(t.Context()); err != nil {
-						t.Fatal(err)
-					}
 					wantCommits := 0
 					if !m.safe() {
 						wantCommits = 1
 					}
-					if ps := srv.Stats().Paths[path]; len(ps.Requests) != 1 || ps.Commits != wantCommits {
+					if ps := waitHandled(t, srv, path); len(ps.Requests) != 1 || ps.Commits != wantCommits {
 						t.Errorf("server saw %d requests, %d commits; want 1, %d", len(ps.Requests), ps.Commits, wantCommits)
 					}
 				})

@@ -8,14 +8,14 @@ import (
 	"testing"
 
 	"github.com/saferetry/saferetry"
-	"github.com/saferetry/saferetry/internal/faultserver"
 	"github.com/saferetry/saferetry/internal/testutil"
+	"github.com/saferetry/saferetry/saferetrytest"
 )
 
 // h2ResendFault is a stream fault Go's HTTP/2 client resends by itself.
 type h2ResendFault struct {
 	name  string
-	fault faultserver.H2Fault
+	fault saferetrytest.H2Fault
 	conns int // connections the request needs
 }
 
@@ -31,11 +31,11 @@ type h2ResendFault struct {
 // (It does not decode headers; the key is checked on the one attempt the
 // stack made, which net/http resends unchanged.)
 func TestH2RefusedStreamAndGoAway(t *testing.T) {
-	srv := faultserver.NewH2()
+	srv := saferetrytest.NewH2Server()
 	defer srv.Close()
 	faults := []h2ResendFault{
-		{"REFUSED_STREAM", faultserver.H2Fault{Kind: faultserver.H2Refuse}, 1},
-		{"GOAWAY", faultserver.H2Fault{Kind: faultserver.H2GoAway, Code: faultserver.ErrCodeNo}, 2},
+		{"REFUSED_STREAM", saferetrytest.H2Fault{Kind: saferetrytest.H2Refuse}, 1},
+		{"GOAWAY", saferetrytest.H2Fault{Kind: saferetrytest.H2GoAway, Code: saferetrytest.ErrCodeNo}, 2},
 	}
 	// The raw server's script is shared by every connection, so the
 	// cases run one at a time.
@@ -49,9 +49,9 @@ func TestH2RefusedStreamAndGoAway(t *testing.T) {
 	}
 }
 
-func testH2Resend(t *testing.T, srv *faultserver.H2Server, f h2ResendFault, m methodCase, kind bodyKind) {
+func testH2Resend(t *testing.T, srv *saferetrytest.H2Server, f h2ResendFault, m methodCase, kind bodyKind) {
 	before := srv.Stats()
-	answer := faultserver.H2Fault{Kind: faultserver.H2Answer}
+	answer := saferetrytest.H2Fault{Kind: saferetrytest.H2Answer}
 	if m.method == http.MethodHead {
 		answer.Body = []byte{} // no DATA: Go's client rejects it on HEAD
 	}
@@ -96,7 +96,7 @@ func testH2Resend(t *testing.T, srv *faultserver.H2Server, f h2ResendFault, m me
 // checkH2Streams checks that the request took two streams on the given
 // number of new connections, and that only the second was processed, with
 // the caller's payload.
-func checkH2Streams(t *testing.T, before, after faultserver.H2Stats, conns int, payload []byte) {
+func checkH2Streams(t *testing.T, before, after saferetrytest.H2Stats, conns int, payload []byte) {
 	t.Helper()
 	streams := after.Streams[len(before.Streams):]
 	if len(streams) != 2 || after.Conns-before.Conns != conns {

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/saferetry/saferetry"
-	"github.com/saferetry/saferetry/internal/faultserver"
+	"github.com/saferetry/saferetry/saferetrytest"
 )
 
 const (
@@ -108,11 +108,11 @@ func outStatus(code int) attemptOutcome {
 // matrixFault is one row of faults.
 type matrixFault struct {
 	name   string
-	script []faultserver.Fault // queued on the cell's path
+	script []saferetrytest.Fault // queued on the cell's path
 	// refused sends the cell to an address where nothing listens.
 	refused bool
 	// resetConn resets the cell's first connection before the request is
-	// read (faultserver.ResetConns), on a server reserved for such cells.
+	// read (saferetrytest.ResetConns), on a server reserved for such cells.
 	resetConn bool
 	// hang needs the attempt timeout.
 	hang bool
@@ -136,8 +136,8 @@ func (f matrixFault) meets(n int) attemptOutcome {
 	return outServed
 }
 
-func statusFault(name string, fault faultserver.Fault, code, times int) matrixFault {
-	f := matrixFault{name: name, script: []faultserver.Fault{fault}}
+func statusFault(name string, fault saferetrytest.Fault, code, times int) matrixFault {
+	f := matrixFault{name: name, script: []saferetrytest.Fault{fault}}
 	for range times {
 		f.first = append(f.first, outStatus(code))
 	}
@@ -162,24 +162,24 @@ func matrixFaults(overTLS bool) []matrixFault {
 	return []matrixFault{
 		{name: "refused", refused: true, every: &outRefused},
 		{name: "reset-before-read", resetConn: true, first: []attemptOutcome{resetBeforeRead}},
-		{name: "reset-after-headers", script: []faultserver.Fault{{Kind: faultserver.ResetAfterHeaders}}, first: []attemptOutcome{lost}},
-		{name: "reset-after-body", script: []faultserver.Fault{{Kind: faultserver.ResetAfterBody}}, first: []attemptOutcome{lostProcessed}},
-		{name: "reset-mid-response", hold: true, script: []faultserver.Fault{{Kind: faultserver.ResetMidResponse}}, first: []attemptOutcome{cut}},
-		{name: "truncate", hold: true, script: []faultserver.Fault{{Kind: faultserver.Truncate}}, first: []attemptOutcome{cut}},
-		{name: "hang", hang: true, script: []faultserver.Fault{{Kind: faultserver.Hang}}, first: []attemptOutcome{lost}},
-		statusFault("500x2", faultserver.Burst(2, 500), 500, 2),
-		statusFault("502x2", faultserver.Burst(2, 502), 502, 2),
-		statusFault("503x2", faultserver.Burst(2, 503), 503, 2),
-		statusFault("504x2", faultserver.Burst(2, 504), 504, 2),
-		statusFault("503x4-past-the-limit", faultserver.Burst(matrixRetries+1, 503), 503, matrixRetries+1),
-		statusFault("429-retry-after-0", faultserver.WithRetryAfter(429, "0"), 429, 1),
-		statusFault("429-retry-after-past-IMF-fixdate", faultserver.WithRetryAfter(429, past.Format(http.TimeFormat)), 429, 1),
-		statusFault("429-retry-after-past-asctime", faultserver.WithRetryAfter(429, past.Format(time.ANSIC)), 429, 1),
-		statusFault("503-retry-after-0", faultserver.WithRetryAfter(503, "0"), 503, 1),
-		statusFault("503-retry-after-past-RFC850", faultserver.WithRetryAfter(503, past.Format("Monday, 02-Jan-06 15:04:05 GMT")), 503, 1),
-		statusFault("408", faultserver.Burst(1, 408), 408, 1),
-		statusFault("409-key-in-progress", faultserver.Burst(1, 409), 409, 1),
-		statusFault("422", faultserver.Burst(1, 422), 422, 1),
+		{name: "reset-after-headers", script: []saferetrytest.Fault{{Kind: saferetrytest.ResetAfterHeaders}}, first: []attemptOutcome{lost}},
+		{name: "reset-after-body", script: []saferetrytest.Fault{{Kind: saferetrytest.ResetAfterCommit}}, first: []attemptOutcome{lostProcessed}},
+		{name: "reset-mid-response", hold: true, script: []saferetrytest.Fault{{Kind: saferetrytest.ResetMidResponse}}, first: []attemptOutcome{cut}},
+		{name: "truncate", hold: true, script: []saferetrytest.Fault{{Kind: saferetrytest.Truncate}}, first: []attemptOutcome{cut}},
+		{name: "hang", hang: true, script: []saferetrytest.Fault{{Kind: saferetrytest.Hang}}, first: []attemptOutcome{lost}},
+		statusFault("500x2", saferetrytest.Burst(2, 500), 500, 2),
+		statusFault("502x2", saferetrytest.Burst(2, 502), 502, 2),
+		statusFault("503x2", saferetrytest.Burst(2, 503), 503, 2),
+		statusFault("504x2", saferetrytest.Burst(2, 504), 504, 2),
+		statusFault("503x4-past-the-limit", saferetrytest.Burst(matrixRetries+1, 503), 503, matrixRetries+1),
+		statusFault("429-retry-after-0", saferetrytest.RetryAfter(429, "0"), 429, 1),
+		statusFault("429-retry-after-past-IMF-fixdate", saferetrytest.RetryAfter(429, past.Format(http.TimeFormat)), 429, 1),
+		statusFault("429-retry-after-past-asctime", saferetrytest.RetryAfter(429, past.Format(time.ANSIC)), 429, 1),
+		statusFault("503-retry-after-0", saferetrytest.RetryAfter(503, "0"), 503, 1),
+		statusFault("503-retry-after-past-RFC850", saferetrytest.RetryAfter(503, past.Format("Monday, 02-Jan-06 15:04:05 GMT")), 503, 1),
+		statusFault("408", saferetrytest.Burst(1, 408), 408, 1),
+		statusFault("409-key-in-progress", saferetrytest.Burst(1, 409), 409, 1),
+		statusFault("422", saferetrytest.Burst(1, 422), 422, 1),
 	}
 }
 

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/saferetry/saferetry"
-	"github.com/saferetry/saferetry/internal/faultserver"
 	"github.com/saferetry/saferetry/internal/testutil"
+	"github.com/saferetry/saferetry/saferetrytest"
 )
 
 // matrixAttemptTimeout bounds the attempts of the Hang cells. It must be
@@ -51,19 +51,19 @@ type matrixEnv struct {
 	sessions tls.ClientSessionCache
 
 	mu      sync.Mutex
-	servers map[string]*faultserver.Server
+	servers map[string]*saferetrytest.Server
 }
 
 func newMatrixEnv(t *testing.T) *matrixEnv {
 	t.Helper()
-	refused, err := faultserver.RefusedURL()
+	refused, err := saferetrytest.RefusedURL()
 	if err != nil {
 		t.Fatal(err)
 	}
 	env := &matrixEnv{
 		refusedURL: refused,
 		sessions:   tls.NewLRUClientSessionCache(64),
-		servers:    make(map[string]*faultserver.Server),
+		servers:    make(map[string]*saferetrytest.Server),
 	}
 	t.Cleanup(func() {
 		for _, s := range env.servers {
@@ -74,17 +74,17 @@ func newMatrixEnv(t *testing.T) *matrixEnv {
 }
 
 // server returns the server of the cell's protocol and fault row.
-func (env *matrixEnv) server(c cell) *faultserver.Server {
+func (env *matrixEnv) server(c cell) *saferetrytest.Server {
 	env.mu.Lock()
 	defer env.mu.Unlock()
 	name := c.proto + "/" + c.fault.name
 	s := env.servers[name]
 	if s == nil {
-		var opts []faultserver.Option
+		var opts []saferetrytest.Option
 		if c.proto == "h2" {
-			opts = append(opts, faultserver.WithHTTP2())
+			opts = append(opts, saferetrytest.WithTLS(), saferetrytest.WithHTTP2())
 		}
-		s = faultserver.New(opts...)
+		s = saferetrytest.New(opts...)
 		env.servers[name] = s
 	}
 	return s
@@ -94,7 +94,7 @@ func (env *matrixEnv) server(c cell) *faultserver.Server {
 type cellRun struct {
 	c       cell
 	want    cellWant
-	srv     *faultserver.Server
+	srv     *saferetrytest.Server
 	path    string
 	tr      *http.Transport
 	base    *tracingBase
@@ -254,7 +254,7 @@ func (r *cellRun) checkServer(t *testing.T, attempts []*sentAttempt) {
 	r.tr.CloseIdleConnections()
 	ps := r.srv.Stats().Paths[r.path]
 	if r.c.fault.refused {
-		ps = faultserver.PathStats{}
+		ps = saferetrytest.PathStats{}
 	}
 	if len(ps.Requests) != want.recorded {
 		t.Errorf("server saw %d requests; want %d", len(ps.Requests), want.recorded)

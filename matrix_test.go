@@ -18,8 +18,8 @@ package saferetry_test
 //   - that the caller's request was not modified, and its body was closed
 //     exactly once.
 //
-// Each cell has its own connection pool (faultserver's Transport returns a
-// new one per call), so a fault always meets a fresh connection and
+// Each cell has its own connection pool (saferetrytest's Transport returns
+// a new one per call), so a fault always meets a fresh connection and
 // net/http's own resends of requests on reused connections cannot blur
 // what saferetry did.
 
