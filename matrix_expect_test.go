@@ -80,9 +80,9 @@ type outcomeKind int
 
 const (
 	served         outcomeKind = iota // 200
-	neverConnected                    // connection refused
-	neverSent                         // connection reset in the TLS handshake: nothing of the request written
-	lostAfterWrite                    // reset, or timed out, after the request was written
+	neverConnected                    // connection refused: the error's type proves nothing was sent
+	neverSent                         // no connection obtained (reset in the TLS handshake): only httptrace proves it
+	lostAfterWrite                    // reset, or timed out, once the connection carried the request
 	answered                          // a status other than 200
 	cutBody                           // 200 whose body is cut short (reset or truncated)
 )
@@ -114,8 +114,12 @@ type matrixFault struct {
 	// resetConn resets the cell's first connection before the request is
 	// read (saferetrytest.ResetConns), on a server reserved for such cells.
 	resetConn bool
-	// hang needs the attempt timeout.
-	hang bool
+	// attemptTimeout gives the stack an attempt timeout, which ends the
+	// first attempt (a hang, a held header write).
+	attemptTimeout bool
+	// slowHeaders holds the first attempt's header write until the
+	// attempt has timed out (see slowHeadersOutcome).
+	slowHeaders bool
 	// hold holds the cut of the response until the stack has handed the
 	// response back, so the client has the headers before the cut.
 	hold bool
@@ -136,6 +140,23 @@ func (f matrixFault) meets(n int) attemptOutcome {
 	return outServed
 }
 
+// slowHeadersOutcome is what the first attempt of a slow-headers cell
+// meets. Its headers reached the server, which does not answer, and the
+// attempt timed out while the write that carried them was held: the
+// connection was obtained, so for the table it was sent. The server
+// commits it only if the whole request went out before the hold. Over
+// HTTP/1 net/http writes a request through a 4 KiB buffer, so a request
+// with no body or the 2 KiB one goes out whole in the held write, and a
+// larger one is cut when the timed-out connection is closed. Over HTTP/2
+// the HEADERS frame goes out alone, with END_STREAM when there is no body;
+// the body, due after it, never does (the stream is reset instead). (Whether the body was consumed decides
+// only big-stream cells, which the slow-headers row leaves out: over
+// HTTP/2 the abandoned write may or may not read it.)
+func slowHeadersOutcome(proto string, body bodyKind) attemptOutcome {
+	whole := body == bodyNone
+	return attemptOutcome{kind: lostAfterWrite, recorded: true, processed: whole, consumed: body != bodyNone}
+}
+
 func statusFault(name string, fault saferetrytest.Fault, code, times int) matrixFault {
 	f := matrixFault{name: name, script: []saferetrytest.Fault{fault}}
 	for range times {
@@ -144,12 +165,13 @@ func statusFault(name string, fault saferetrytest.Fault, code, times int) matrix
 	return f
 }
 
-// matrixFaults returns the fault rows; overTLS changes what a connection
-// reset before the request was read proves (see DESIGN.md's first row).
-func matrixFaults(overTLS bool) []matrixFault {
+// matrixFaults returns the fault rows of a protocol: over TLS ("h2"), a
+// connection reset before the request was read proves more (see DESIGN.md's
+// first row).
+func matrixFaults(proto string) []matrixFault {
 	past := time.Now().Add(-time.Hour).UTC()
 	resetBeforeRead := attemptOutcome{kind: lostAfterWrite, consumed: true}
-	if overTLS {
+	if proto == "h2" {
 		// The reset comes in the TLS handshake: nothing of the request
 		// was written, so even an unkeyed POST may be retried, and its
 		// body was not read.
@@ -166,7 +188,11 @@ func matrixFaults(overTLS bool) []matrixFault {
 		{name: "reset-after-body", script: []saferetrytest.Fault{{Kind: saferetrytest.ResetAfterCommit}}, first: []attemptOutcome{lostProcessed}},
 		{name: "reset-mid-response", hold: true, script: []saferetrytest.Fault{{Kind: saferetrytest.ResetMidResponse}}, first: []attemptOutcome{cut}},
 		{name: "truncate", hold: true, script: []saferetrytest.Fault{{Kind: saferetrytest.Truncate}}, first: []attemptOutcome{cut}},
-		{name: "hang", hang: true, script: []saferetrytest.Fault{{Kind: saferetrytest.Hang}}, first: []attemptOutcome{lost}},
+		{name: "hang", attemptTimeout: true, script: []saferetrytest.Fault{{Kind: saferetrytest.Hang}}, first: []attemptOutcome{lost}},
+		// The server commits what it received whole and never answers
+		// (held until the cell ends, or aborted when the client leaves).
+		{name: "slow-headers", attemptTimeout: true, slowHeaders: true, hold: true,
+			script: []saferetrytest.Fault{{Kind: saferetrytest.ResetAfterCommit}}},
 		statusFault("500x2", saferetrytest.Burst(2, 500), 500, 2),
 		statusFault("502x2", saferetrytest.Burst(2, 502), 502, 2),
 		statusFault("503x2", saferetrytest.Burst(2, 503), 503, 2),
@@ -184,11 +210,16 @@ func matrixFaults(overTLS bool) []matrixFault {
 }
 
 // tableRetries is DESIGN.md's classification table: may an outcome be
-// retried, for this kind of request?
-func tableRetries(o attemptOutcome, m methodCase) bool {
+// retried, for this kind of request, when the base transport does (traced)
+// or does not fire httptrace hooks?
+func tableRetries(o attemptOutcome, m methodCase, traced bool) bool {
 	switch o.kind {
-	case neverConnected, neverSent:
-		return true // provably never reached the server: safe for any method
+	case neverConnected:
+		return true // the error's type proves it never reached the server
+	case neverSent:
+		// Only the trace proves no connection was obtained: without it,
+		// the missing evidence is not proof, and an unkeyed write stays.
+		return traced || m.replayable()
 	case lostAfterWrite:
 		return m.replayable()
 	case answered:
@@ -209,7 +240,7 @@ func tableRetries(o attemptOutcome, m methodCase) bool {
 // answers that retrying cannot change (StopNone).
 func tableStopsUnsafe(o attemptOutcome) bool {
 	switch o.kind {
-	case lostAfterWrite:
+	case neverSent, lostAfterWrite:
 		return true
 	case answered:
 		switch o.status {
@@ -231,12 +262,13 @@ type cellWant struct {
 	replayed bool // the answer is the stored one of an earlier commit
 }
 
-// expectCell plays the fault's script through the table.
-func expectCell(f matrixFault, m methodCase, body bodyKind) cellWant {
+// expectCell plays the cell's fault through the table.
+func expectCell(c cell) cellWant {
+	m, body := c.method, c.body
 	var w cellWant
 	committed := false
 	for n := 1; ; n++ {
-		o := f.meets(n)
+		o := c.meets(n)
 		w.attempts, w.final = n, o
 		if o.recorded {
 			w.recorded++
@@ -254,7 +286,7 @@ func expectCell(f matrixFault, m methodCase, body bodyKind) cellWant {
 		switch {
 		case o.kind == served || o.kind == cutBody:
 			w.stop = saferetry.StopNone
-		case !tableRetries(o, m):
+		case !tableRetries(o, m, !c.noTrace):
 			if tableStopsUnsafe(o) {
 				w.stop = saferetry.StopNotRetryable
 			}
@@ -276,4 +308,31 @@ func expectCell(f matrixFault, m methodCase, body bodyKind) cellWant {
 
 func (w cellWant) isResponse() bool {
 	return w.final.kind == served || w.final.kind == cutBody || w.final.kind == answered
+}
+
+// cell is one point of the matrix.
+type cell struct {
+	proto  string // "h1", "h2" (over TLS) or "h2c" (HTTP/2 in cleartext)
+	fault  matrixFault
+	method methodCase
+	body   bodyKind
+	// noTrace hides httptrace from the base transport: it fires no hooks,
+	// so the stack has no evidence that a request was never sent.
+	noTrace bool
+}
+
+func (c cell) name() string {
+	n := c.proto + "/" + c.fault.name + "/" + c.method.name + "/" + c.body.String()
+	if c.noTrace {
+		n += "/no-trace"
+	}
+	return n
+}
+
+// meets returns what attempt n (from 1) meets.
+func (c cell) meets(n int) attemptOutcome {
+	if c.fault.slowHeaders && n == 1 {
+		return slowHeadersOutcome(c.proto, c.body)
+	}
+	return c.fault.meets(n)
 }

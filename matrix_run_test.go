@@ -22,21 +22,14 @@ import (
 	"github.com/saferetry/saferetry/saferetrytest"
 )
 
-// matrixAttemptTimeout bounds the attempts of the Hang cells. It must be
-// long enough for a healthy attempt on a loaded machine.
-const matrixAttemptTimeout = 300 * time.Millisecond
-
-// cell is one point of the matrix.
-type cell struct {
-	proto  string // "h1" or "h2"
-	fault  matrixFault
-	method methodCase
-	body   bodyKind
-}
-
-func (c cell) name() string {
-	return c.proto + "/" + c.fault.name + "/" + c.method.name + "/" + c.body.String()
-}
+// matrixAttemptTimeout bounds the attempts of the cells whose first
+// attempt only a timeout ends (a hang, a held header write). It must be
+// long enough for a healthy attempt, and for the first attempt to put its
+// request on the wire, on a loaded machine: 300 ms was not, on a 2-core
+// runner shared with several other test runs under -race, until these
+// cells dialed their connections ahead (dialAhead). The cells spend it
+// asleep, many at once (matrixTimedWorkers).
+const matrixAttemptTimeout = time.Second
 
 // matrixEnv holds the servers of the cells: one per protocol and fault
 // row, each cell with a path of its own. One server for everything would
@@ -81,8 +74,11 @@ func (env *matrixEnv) server(c cell) *saferetrytest.Server {
 	s := env.servers[name]
 	if s == nil {
 		var opts []saferetrytest.Option
-		if c.proto == "h2" {
+		switch c.proto {
+		case "h2":
 			opts = append(opts, saferetrytest.WithTLS(), saferetrytest.WithHTTP2())
+		case "h2c":
+			opts = append(opts, saferetrytest.WithHTTP2())
 		}
 		s = saferetrytest.New(opts...)
 		env.servers[name] = s
@@ -104,6 +100,8 @@ type cellRun struct {
 	caller  callerBody
 	// releaseCut lets a held fault go on (see matrixFault.hold).
 	releaseCut func()
+	// releaseHeaders ends the hold on a slow-headers cell's header write.
+	releaseHeaders func()
 }
 
 // run sends the cell's request and checks everything listed at the top of
@@ -111,6 +109,7 @@ type cellRun struct {
 func (env *matrixEnv) run(t *testing.T, c cell) {
 	r := env.start(t, c)
 	defer r.releaseCut()
+	defer r.releaseHeaders()
 	defer r.tr.CloseIdleConnections()
 	snap := testutil.Snapshot(r.req)
 
@@ -126,7 +125,7 @@ func (env *matrixEnv) run(t *testing.T, c cell) {
 
 // start scripts the cell's fault and builds its stack and request.
 func (env *matrixEnv) start(t *testing.T, c cell) *cellRun {
-	r := &cellRun{c: c, want: expectCell(c.fault, c.method, c.body), srv: env.server(c)}
+	r := &cellRun{c: c, want: expectCell(c), srv: env.server(c)}
 	r.path = "/" + strings.ReplaceAll(c.name(), "/", "_")
 	url := r.srv.URL() + r.path
 	if c.fault.refused {
@@ -149,7 +148,7 @@ func (env *matrixEnv) start(t *testing.T, c cell) *cellRun {
 	if r.tr.TLSClientConfig != nil {
 		r.tr.TLSClientConfig.ClientSessionCache = env.sessions
 	}
-	r.base = &tracingBase{base: r.tr}
+	r.base = &tracingBase{base: r.cellBase(t)}
 	r.stack = saferetry.New(r.base, cellOptions(c)...)
 	r.payload = payloadFor(c.name(), c.body.size())
 	r.req, r.caller = newCallerRequest(t, context.Background(), c.method.method, url, c.body, r.payload)
@@ -169,7 +168,7 @@ func cellOptions(c cell) []saferetry.Option {
 	if c.body == bodyBigStream {
 		opts = append(opts, saferetry.WithMaxBodyBytes(bigBodyCap))
 	}
-	if c.fault.hang {
+	if c.fault.attemptTimeout {
 		opts = append(opts, saferetry.WithAttemptTimeout(matrixAttemptTimeout))
 	}
 	return opts
@@ -252,9 +251,22 @@ func (r *cellRun) checkServer(t *testing.T, attempts []*sentAttempt) {
 	t.Helper()
 	key, m, want := r.key(attempts), r.c.method, r.want
 	r.tr.CloseIdleConnections()
-	ps := r.srv.Stats().Paths[r.path]
+	// A request the stack gave up on may still be in a handler, or on the
+	// wire: wait for as many as the server should see.
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.SignalTimeout)
+	defer cancel()
+	ps, err := r.srv.Wait(ctx, r.path, want.recorded)
+	if err != nil {
+		t.Errorf("waiting for the server: %v", err)
+	}
 	if r.c.fault.refused {
 		ps = saferetrytest.PathStats{}
+	}
+	if len(ps.Requests) != want.recorded || ps.Commits != want.commits {
+		for i, rec := range ps.Requests {
+			t.Logf("server request %d: %s, fault %v, effect %v, %d body bytes (whole: %v)",
+				i+1, rec.Proto, rec.Fault, rec.Effect, len(rec.Body), rec.BodyRead)
+		}
 	}
 	if len(ps.Requests) != want.recorded {
 		t.Errorf("server saw %d requests; want %d", len(ps.Requests), want.recorded)
@@ -330,7 +342,7 @@ func checkError(t *testing.T, c cell, want cellWant, err error) {
 	if want.final.kind == neverConnected && !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("error %v is not ECONNREFUSED", err)
 	}
-	if c.fault.hang && !errors.Is(err, saferetry.ErrAttemptTimeout) {
+	if c.fault.attemptTimeout && !errors.Is(err, saferetry.ErrAttemptTimeout) {
 		t.Errorf("error %v does not match ErrAttemptTimeout", err)
 	}
 }

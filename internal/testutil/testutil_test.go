@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"testing/synctest"
 )
 
 // recordingTB records the failures reported to it instead of failing.
@@ -95,4 +97,95 @@ func TestHeadersEqual(t *testing.T) {
 	if !HeadersEqual(nil, http.Header{}) {
 		t.Error("a nil and an empty header differ")
 	}
+}
+
+// TestSlowHeadersConnHoldsHeaderWrites runs in a synctest bubble, where
+// synctest.Wait returns once every goroutine is blocked: a write still
+// running then is held, deterministically.
+func TestSlowHeadersConnHoldsHeaderWrites(t *testing.T) {
+	frame := func(typ byte, payload string) []byte {
+		n := len(payload)
+		return append([]byte{byte(n >> 16), byte(n >> 8), byte(n), typ, 0, 0, 0, 0, 1}, payload...)
+	}
+	headers := frame(0x1, "hpack")
+	tests := []struct {
+		name   string
+		h2     bool
+		writes [][]byte
+		held   []bool // per write
+	}{
+		{"HTTP/1 request line, then body", false,
+			[][]byte{[]byte("POST /charges HTTP/1.1\r\n"), []byte("body bytes")},
+			[]bool{true, false}},
+		{"HTTP/1 body alone", false, [][]byte{[]byte("GETAWAY with it")}, []bool{false}},
+		{"HTTP/2 preface and SETTINGS, HEADERS split, DATA", true,
+			[][]byte{append([]byte(http2Preface), frame(0x4, "")...), headers[:4], headers[4:], frame(0x0, "data")},
+			[]bool{false, false, true, false}}, // held once the frame header is whole
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				client, server := net.Pipe()
+				defer server.Close()
+				go io.Copy(io.Discard, server)
+				for i, w := range tc.writes {
+					release := make(chan struct{})
+					c := NewSlowHeadersConn(client, release, tc.h2)
+					c.h2 = prev(tc.h2, tc.writes[:i])
+					done := make(chan struct{})
+					go func() {
+						defer close(done)
+						c.Write(w)
+					}()
+					synctest.Wait()
+					select {
+					case <-done:
+						if tc.held[i] {
+							t.Fatalf("write %d returned before the release", i)
+						}
+					default:
+						if !tc.held[i] {
+							t.Fatalf("write %d held", i)
+						}
+					}
+					close(release)
+					<-done
+				}
+				client.Close()
+			})
+		})
+	}
+	t.Run("Close ends the stall", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			client, server := net.Pipe()
+			defer server.Close()
+			go io.Copy(io.Discard, server)
+			c := NewSlowHeadersConn(client, make(chan struct{}), false)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				c.Write([]byte("PUT /x HTTP/1.1\r\n"))
+			}()
+			synctest.Wait()
+			select {
+			case <-done:
+				t.Fatal("the header write was not held")
+			default:
+			}
+			c.Close()
+			<-done
+		})
+	})
+}
+
+// prev returns the scanner state after the given writes (nil for HTTP/1).
+func prev(h2 bool, writes [][]byte) *h2FrameScanner {
+	if !h2 {
+		return nil
+	}
+	s := &h2FrameScanner{preface: len(http2Preface)}
+	for _, w := range writes {
+		s.scan(w)
+	}
+	return s
 }
