@@ -2,7 +2,6 @@ package saferetry
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -15,65 +14,31 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
+	"github.com/saferetry/saferetry/internal/testutil"
 )
-
-// closeCounter counts the closes of a caller's body and signals the first.
-type closeCounter struct {
-	n    atomic.Int32
-	once sync.Once
-	done chan struct{}
-}
-
-func newCloseCounter() *closeCounter { return &closeCounter{done: make(chan struct{})} }
-
-func (c *closeCounter) Close() error {
-	c.n.Add(1)
-	c.once.Do(func() { close(c.done) })
-	return nil
-}
-
-func (c *closeCounter) isClosed() bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// wait waits for the first close. net/http may close a request body after
-// RoundTrip returned; the timeout only turns a hang into a failure.
-func (c *closeCounter) wait(t testing.TB) {
-	t.Helper()
-	select {
-	case <-c.done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the caller's body was never closed")
-	}
-}
 
 // streamBody is a body that can only be read as a stream.
 type streamBody struct {
 	io.Reader
-	*closeCounter
+	*testutil.CloseCounter
 }
 
 func newStreamBody(b []byte) *streamBody {
-	return &streamBody{bytes.NewReader(b), newCloseCounter()}
+	return &streamBody{bytes.NewReader(b), new(testutil.CloseCounter)}
 }
 
 // sizedBody can be read by position (ReadAt, Seek, Size) but has no GetBody.
 type sizedBody struct {
 	*bytes.Reader
-	*closeCounter
+	*testutil.CloseCounter
 }
 
-func newSizedBody(b []byte) *sizedBody { return &sizedBody{bytes.NewReader(b), newCloseCounter()} }
+func newSizedBody(b []byte) *sizedBody {
+	return &sizedBody{bytes.NewReader(b), new(testutil.CloseCounter)}
+}
 
 // payload returns n bytes that differ from one position to the next.
 func payload(n int) []byte {
@@ -113,7 +78,7 @@ type bodyCase struct {
 	// build returns the request, the bytes every attempt must send, and
 	// the counter of the caller's body closes (nil where the body type
 	// cannot count them).
-	build func(t *testing.T, url string) (*http.Request, []byte, *closeCounter)
+	build func(t *testing.T, url string) (*http.Request, []byte, *testutil.CloseCounter)
 }
 
 func newPost(t testing.TB, url string, body io.Reader) *http.Request {
@@ -130,32 +95,32 @@ func newPost(t testing.TB, url string, body io.Reader) *http.Request {
 func bodyCases(n int) []bodyCase {
 	data := payload(n)
 	return []bodyCase{
-		{"nil body", func(t *testing.T, url string) (*http.Request, []byte, *closeCounter) {
+		{"nil body", func(t *testing.T, url string) (*http.Request, []byte, *testutil.CloseCounter) {
 			return newPost(t, url, nil), nil, nil
 		}},
-		{"http.NoBody", func(t *testing.T, url string) (*http.Request, []byte, *closeCounter) {
+		{"http.NoBody", func(t *testing.T, url string) (*http.Request, []byte, *testutil.CloseCounter) {
 			return newPost(t, url, http.NoBody), nil, nil
 		}},
-		{"GetBody from bytes.Reader", func(t *testing.T, url string) (*http.Request, []byte, *closeCounter) {
+		{"GetBody from bytes.Reader", func(t *testing.T, url string) (*http.Request, []byte, *testutil.CloseCounter) {
 			return newPost(t, url, bytes.NewReader(data)), data, nil
 		}},
-		{"GetBody from strings.Reader", func(t *testing.T, url string) (*http.Request, []byte, *closeCounter) {
+		{"GetBody from strings.Reader", func(t *testing.T, url string) (*http.Request, []byte, *testutil.CloseCounter) {
 			return newPost(t, url, strings.NewReader(string(data))), data, nil
 		}},
-		{"file, length unknown", func(t *testing.T, url string) (*http.Request, []byte, *closeCounter) {
+		{"file, length unknown", func(t *testing.T, url string) (*http.Request, []byte, *testutil.CloseCounter) {
 			return newPost(t, url, openFile(t, tempFile(t, data), 0)), data, nil
 		}},
-		{"file with ContentLength", func(t *testing.T, url string) (*http.Request, []byte, *closeCounter) {
+		{"file with ContentLength", func(t *testing.T, url string) (*http.Request, []byte, *testutil.CloseCounter) {
 			req := newPost(t, url, openFile(t, tempFile(t, data), 0))
 			req.ContentLength = int64(len(data))
 			return req, data, nil
 		}},
-		{"file opened at an offset", func(t *testing.T, url string) (*http.Request, []byte, *closeCounter) {
+		{"file opened at an offset", func(t *testing.T, url string) (*http.Request, []byte, *testutil.CloseCounter) {
 			req := newPost(t, url, openFile(t, tempFile(t, data), 100))
 			req.ContentLength = int64(len(data) - 100)
 			return req, data[100:], nil
 		}},
-		{"pipe, a file that cannot be read by position", func(t *testing.T, url string) (*http.Request, []byte, *closeCounter) {
+		{"pipe, a file that cannot be read by position", func(t *testing.T, url string) (*http.Request, []byte, *testutil.CloseCounter) {
 			pr, pw, err := os.Pipe()
 			if err != nil {
 				t.Fatal(err)
@@ -167,16 +132,16 @@ func bodyCases(n int) []bodyCase {
 			}()
 			return newPost(t, url, pr), data, nil
 		}},
-		{"empty file, whose size is not trusted", func(t *testing.T, url string) (*http.Request, []byte, *closeCounter) {
+		{"empty file, whose size is not trusted", func(t *testing.T, url string) (*http.Request, []byte, *testutil.CloseCounter) {
 			return newPost(t, url, openFile(t, tempFile(t, nil), 0)), []byte{}, nil
 		}},
-		{"sized reader without GetBody", func(t *testing.T, url string) (*http.Request, []byte, *closeCounter) {
+		{"sized reader without GetBody", func(t *testing.T, url string) (*http.Request, []byte, *testutil.CloseCounter) {
 			b := newSizedBody(data)
 			req := newPost(t, url, b)
 			req.ContentLength = int64(len(data))
-			return req, data, b.closeCounter
+			return req, data, b.CloseCounter
 		}},
-		{"NopCloser of a partly read bytes.Reader", func(t *testing.T, url string) (*http.Request, []byte, *closeCounter) {
+		{"NopCloser of a partly read bytes.Reader", func(t *testing.T, url string) (*http.Request, []byte, *testutil.CloseCounter) {
 			br := bytes.NewReader(data)
 			io.CopyN(io.Discard, br, 7)
 			req := newPost(t, url, nil)
@@ -184,15 +149,15 @@ func bodyCases(n int) []bodyCase {
 			req.ContentLength = int64(len(data) - 7)
 			return req, data[7:], nil
 		}},
-		{"stream with ContentLength", func(t *testing.T, url string) (*http.Request, []byte, *closeCounter) {
+		{"stream with ContentLength", func(t *testing.T, url string) (*http.Request, []byte, *testutil.CloseCounter) {
 			b := newStreamBody(data)
 			req := newPost(t, url, b)
 			req.ContentLength = int64(len(data))
-			return req, data, b.closeCounter
+			return req, data, b.CloseCounter
 		}},
-		{"stream, chunked", func(t *testing.T, url string) (*http.Request, []byte, *closeCounter) {
+		{"stream, chunked", func(t *testing.T, url string) (*http.Request, []byte, *testutil.CloseCounter) {
 			b := newStreamBody(data)
-			return newPost(t, url, b), data, b.closeCounter
+			return newPost(t, url, b), data, b.CloseCounter
 		}},
 	}
 }
@@ -314,38 +279,6 @@ func (rt *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// requestState is what must not change in the caller's request.
-type requestState struct {
-	method, url, host string
-	header            http.Header
-	contentLength     int64
-	transferEncoding  []string
-	hasGetBody        bool
-	ctx               context.Context
-}
-
-func stateOf(r *http.Request) (requestState, io.ReadCloser) {
-	return requestState{
-		method: r.Method, url: r.URL.String(), host: r.Host,
-		header:           r.Header.Clone(),
-		contentLength:    r.ContentLength,
-		transferEncoding: r.TransferEncoding,
-		hasGetBody:       r.GetBody != nil,
-		ctx:              r.Context(),
-	}, r.Body
-}
-
-func checkUnmodified(t *testing.T, req *http.Request, before requestState, body io.ReadCloser) {
-	t.Helper()
-	after, afterBody := stateOf(req)
-	if !reflect.DeepEqual(before, after) {
-		t.Errorf("caller's request modified:\nbefore %+v\nafter  %+v", before, after)
-	}
-	if afterBody != body {
-		t.Errorf("caller's request Body replaced: %T, was %T", afterBody, body)
-	}
-}
-
 // serve starts a recorder and a pooled transport, both shut when the test ends.
 func serve(t *testing.T, rec *recorder) (url string, tr *http.Transport) {
 	srv := httptest.NewServer(rec)
@@ -387,7 +320,7 @@ func TestBodyCacheReplaysEveryBodyKind(t *testing.T) {
 			rec := &recorder{afterRead: 2}
 			url, tr := serve(t, rec)
 			req, want, closes := tc.build(t, url)
-			before, body := stateOf(req)
+			before := testutil.Snapshot(req)
 			rt := &retrier{base: tr, attempts: 3}
 
 			resp, err := (&BodyCache{Base: rt}).RoundTrip(req)
@@ -401,10 +334,10 @@ func TestBodyCacheReplaysEveryBodyKind(t *testing.T) {
 				t.Errorf("status %d after %d attempts (GetBody: %v), want 200 after 3", resp.StatusCode, rt.sent, rt.getBodyErr)
 			}
 			checkReceived(t, rec.received(), want, 3)
-			checkUnmodified(t, req, before, body)
+			before.Check(t, req)
 			if closes != nil {
-				closes.wait(t)
-				if n := closes.n.Load(); n != 1 {
+				closes.WaitClosed(t)
+				if n := closes.Closes(); n != 1 {
 					t.Errorf("caller's body closed %d times, want 1", n)
 				}
 			}
@@ -439,8 +372,8 @@ func TestBodyCacheRetriesAfterPartialRead(t *testing.T) {
 				resp.Body.Close()
 				checkReceived(t, rec.received(), want, 1)
 				if closes != nil {
-					closes.wait(t)
-					if n := closes.n.Load(); n != 1 {
+					closes.WaitClosed(t)
+					if n := closes.Closes(); n != 1 {
 						t.Errorf("caller's body closed %d times, want 1", n)
 					}
 				}
@@ -481,8 +414,8 @@ func TestBodyCacheServerAnswersBeforeReading(t *testing.T) {
 			}
 			checkReceived(t, rec.received(), want, 1)
 			if closes != nil {
-				closes.wait(t)
-				if n := closes.n.Load(); n != 1 {
+				closes.WaitClosed(t)
+				if n := closes.Closes(); n != 1 {
 					t.Errorf("caller's body closed %d times, want 1", n)
 				}
 			}
@@ -539,8 +472,8 @@ func TestBodyCacheServesHedgesAtOnce(t *testing.T) {
 			resp.Body.Close()
 			checkReceived(t, rec.received(), want, 3)
 			if closes != nil {
-				closes.wait(t)
-				if n := closes.n.Load(); n != 1 {
+				closes.WaitClosed(t)
+				if n := closes.Closes(); n != 1 {
 					t.Errorf("caller's body closed %d times, want 1", n)
 				}
 			}
@@ -586,8 +519,8 @@ func TestBodyCacheOverLimitIsSentOnce(t *testing.T) {
 				t.Errorf("GetBody error %v, want ErrBodyNotReplayable", rt.getBodyErr)
 			}
 			checkReceived(t, rec.received(), data, 1)
-			b.wait(t)
-			if n := b.n.Load(); n != 1 {
+			b.WaitClosed(t)
+			if n := b.Closes(); n != 1 {
 				t.Errorf("caller's body closed %d times, want 1", n)
 			}
 		})
@@ -599,7 +532,7 @@ func TestBodyCacheOverLimitIsSentOnce(t *testing.T) {
 func play(t *testing.T, c *BodyCache, req *http.Request, attempt func(r *http.Request)) *http.Request {
 	t.Helper()
 	var got *http.Request
-	c.Base = roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+	c.Base = testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		got = r
 		attempt(r)
 		return &http.Response{StatusCode: http.StatusNoContent, Body: http.NoBody, Request: r}, nil
@@ -639,9 +572,9 @@ func TestBodyCachePassesThroughWithoutAllocating(t *testing.T) {
 	for _, tc := range bodyCases(1 << 10)[:4] {
 		t.Run(tc.name, func(t *testing.T) {
 			req, _, _ := tc.build(t, "http://example.invalid/")
-			before, body := stateOf(req)
+			before := testutil.Snapshot(req)
 			resp := &http.Response{StatusCode: http.StatusNoContent, Body: http.NoBody}
-			c := &BodyCache{Base: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			c := &BodyCache{Base: testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 				if r != req {
 					t.Error("request was copied")
 				}
@@ -650,7 +583,7 @@ func TestBodyCachePassesThroughWithoutAllocating(t *testing.T) {
 			if n := testing.AllocsPerRun(100, func() { c.RoundTrip(req) }); n != 0 {
 				t.Errorf("%v allocations per request, want 0", n)
 			}
-			checkUnmodified(t, req, before, body)
+			before.Check(t, req)
 		})
 	}
 }
@@ -737,7 +670,7 @@ func TestBodyCacheMaxBodyBytes(t *testing.T) {
 				}
 				r.Body.Close()
 			})
-			if n := b.n.Load(); n != 1 {
+			if n := b.Closes(); n != 1 {
 				t.Errorf("caller's body closed %d times, want 1", n)
 			}
 		})
@@ -750,10 +683,16 @@ func TestBodyCacheClosesCallerBodyOnce(t *testing.T) {
 	errFail := errors.New("inner failed")
 	bodies := []struct {
 		name string
-		new  func() (io.ReadCloser, *closeCounter)
+		new  func() (io.ReadCloser, *testutil.CloseCounter)
 	}{
-		{"stream", func() (io.ReadCloser, *closeCounter) { b := newStreamBody(payload(100)); return b, b.closeCounter }},
-		{"sized", func() (io.ReadCloser, *closeCounter) { b := newSizedBody(payload(100)); return b, b.closeCounter }},
+		{"stream", func() (io.ReadCloser, *testutil.CloseCounter) {
+			b := newStreamBody(payload(100))
+			return b, b.CloseCounter
+		}},
+		{"sized", func() (io.ReadCloser, *testutil.CloseCounter) {
+			b := newSizedBody(payload(100))
+			return b, b.CloseCounter
+		}},
 	}
 	for _, tc := range []struct {
 		name string
@@ -808,13 +747,13 @@ func TestBodyCacheClosesCallerBodyOnce(t *testing.T) {
 					open []io.Closer
 					got  *http.Request
 				)
-				c := &BodyCache{Base: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+				c := &BodyCache{Base: testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 					got = r
 					var err error
 					if open, err = tc.inner(r); err != nil {
 						return nil, err
 					}
-					if closes.isClosed() {
+					if closes.Closes() > 0 {
 						t.Error("caller's body closed before RoundTrip returned")
 					}
 					return &http.Response{StatusCode: http.StatusNoContent, Body: http.NoBody}, nil
@@ -824,12 +763,12 @@ func TestBodyCacheClosesCallerBodyOnce(t *testing.T) {
 					t.Errorf("GetBody after RoundTrip: %v, want ErrBodyNotReplayable", err)
 				}
 				for _, b := range open {
-					if closes.isClosed() {
+					if closes.Closes() > 0 {
 						t.Error("caller's body closed while a reader was open")
 					}
 					b.Close()
 				}
-				if n := closes.n.Load(); n != 1 {
+				if n := closes.Closes(); n != 1 {
 					t.Errorf("caller's body closed %d times, want 1", n)
 				}
 			})
@@ -849,7 +788,7 @@ func (s *resettableStream) Close() error               { return nil }
 func (s *resettableStream) reset()                     { s.r.Reset(s.data) }
 
 // drainTwice plays two attempts: it sends the body, then a replay of it.
-var drainTwice = roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+var drainTwice = testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 	if r.Body == nil {
 		return noContent, nil
 	}

@@ -21,7 +21,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/saferetry/saferetry"
-	"github.com/saferetry/saferetry/internal/faultserver"
+	"github.com/saferetry/saferetry/internal/testutil"
+	"github.com/saferetry/saferetry/saferetrytest"
 )
 
 // verifyNoLeaks fails the test if goroutines started during it are still
@@ -34,16 +35,30 @@ func verifyNoLeaks(t *testing.T) {
 }
 
 // protocolServers starts a fault server per protocol.
-func protocolServers(t *testing.T) map[string]*faultserver.Server {
+func protocolServers(t *testing.T) map[string]*saferetrytest.Server {
 	t.Helper()
-	servers := map[string]*faultserver.Server{
-		"h1": faultserver.New(),
-		"h2": faultserver.New(faultserver.WithHTTP2()),
+	servers := map[string]*saferetrytest.Server{
+		"h1": saferetrytest.New(),
+		"h2": saferetrytest.New(saferetrytest.WithTLS(), saferetrytest.WithHTTP2()),
 	}
 	for _, s := range servers {
 		t.Cleanup(s.Close)
 	}
 	return servers
+}
+
+// waitHandled waits until the server has handled the one request sent to
+// path, whose client may have given up on it while the server still held
+// it, and returns what path received.
+func waitHandled(t *testing.T, srv *saferetrytest.Server, path string) saferetrytest.PathStats {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), testutil.SignalTimeout)
+	defer cancel()
+	ps, err := srv.Wait(ctx, path, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ps
 }
 
 // roundTripAsync runs RoundTrip on its own goroutine.
@@ -68,7 +83,7 @@ func awaitResult(t *testing.T, done <-chan roundTripResult) roundTripResult {
 	select {
 	case r := <-done:
 		return r
-	case <-time.After(signalTimeout):
+	case <-time.After(testutil.SignalTimeout):
 		t.Fatal("RoundTrip did not return after its context was canceled")
 		return roundTripResult{}
 	}
@@ -76,7 +91,7 @@ func awaitResult(t *testing.T, done <-chan roundTripResult) roundTripResult {
 
 func TestCancelBeforeSend(t *testing.T) {
 	verifyNoLeaks(t)
-	srv := faultserver.New()
+	srv := saferetrytest.New()
 	t.Cleanup(srv.Close)
 	cases := []struct {
 		method methodCase
@@ -101,7 +116,7 @@ func TestCancelBeforeSend(t *testing.T) {
 			}
 			stack := saferetry.New(base, opts...)
 			req, caller := newCallerRequest(t, ctx, tc.method.method, srv.URL()+"/before", tc.body, payloadFor(t.Name(), tc.body.size()))
-			snap := snapshotRequest(req)
+			snap := testutil.Snapshot(req)
 
 			resp, err := stack.RoundTrip(req)
 			if resp != nil {
@@ -114,7 +129,7 @@ func TestCancelBeforeSend(t *testing.T) {
 			if n := len(base.sent()); n != 1 {
 				t.Errorf("%d attempts; want 1 (no retry once the context is done)", n)
 			}
-			snap.check(t, req)
+			snap.Check(t, req)
 			base.waitBodiesClosed(t)
 			caller.checkClosedOnce(t)
 		})
@@ -131,7 +146,7 @@ func TestCancelBeforeSend(t *testing.T) {
 // hold net/http's write loop, and RoundTrip with it, whatever the layers
 // above do).
 type producer struct {
-	*countingBody
+	*testutil.TrackedBody
 	chunk   []byte
 	written chan struct{} // closed once the first chunk was read by the transport
 	done    chan struct{} // closed when the producer goroutine has returned
@@ -140,10 +155,10 @@ type producer struct {
 func newProducer(ctx context.Context, chunk []byte) *producer {
 	pr, pw := io.Pipe()
 	p := &producer{
-		countingBody: newCountingBody(pr),
-		chunk:        chunk,
-		written:      make(chan struct{}),
-		done:         make(chan struct{}),
+		TrackedBody: testutil.NewTrackedBody(struct{ io.Reader }{pr}), // its Close leaves the pipe to ctx
+		chunk:       chunk,
+		written:     make(chan struct{}),
+		done:        make(chan struct{}),
 	}
 	go func() {
 		defer close(p.done)
@@ -182,10 +197,10 @@ func TestCancelMidUpload(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				snap := snapshotRequest(req)
+				snap := testutil.Snapshot(req)
 
 				done := roundTripAsync(stack, req)
-				waitSignal(t, body.written, "the first chunk uploaded")
+				testutil.WaitSignal(t, body.written, "the first chunk uploaded")
 				cancel()
 				r := awaitResult(t, done)
 				if r.resp != nil {
@@ -198,18 +213,15 @@ func TestCancelMidUpload(t *testing.T) {
 				if n := len(base.sent()); n != 1 {
 					t.Errorf("%d attempts; want 1", n)
 				}
-				snap.check(t, req)
+				snap.Check(t, req)
 				base.waitBodiesClosed(t)
-				waitSignal(t, body.countingBody.done, "the caller's body closed")
-				if n := body.closes.Load(); n != 1 {
+				testutil.WaitSignal(t, body.Closed(), "the caller's body closed")
+				if n := body.Closes(); n != 1 {
 					t.Errorf("caller's body closed %d times; want 1", n)
 				}
-				waitSignal(t, body.done, "the producer to return")
+				testutil.WaitSignal(t, body.done, "the producer to return")
 
-				if err := srv.WaitIdle(t.Context()); err != nil {
-					t.Fatal(err)
-				}
-				ps := srv.Stats().Paths[path]
+				ps := waitHandled(t, srv, path)
 				if ps.Commits != 0 {
 					t.Errorf("an upload cut short committed %d times", ps.Commits)
 				}
@@ -225,21 +237,21 @@ func TestCancelMidUpload(t *testing.T) {
 
 func TestCancelMidWait(t *testing.T) {
 	verifyNoLeaks(t)
-	srv := faultserver.New()
+	srv := saferetrytest.New()
 	t.Cleanup(srv.Close)
 	errShutdown := errors.New("shutting down")
 	cases := []struct {
 		name   string
-		fault  faultserver.Fault
+		fault  saferetrytest.Fault
 		cause  error // passed to the cancel function; nil: plain cancel
 		method methodCase
 		body   bodyKind
 	}{
-		{"backoff/GET", faultserver.Burst(1, 503), nil, matrixMethods[0], bodyNone},
-		{"backoff/POST-keyed", faultserver.Burst(1, 503), nil, matrixMethods[4], bodyStream},
-		{"retry-after/PUT", faultserver.WithRetryAfter(503, "30"), nil, matrixMethods[2], bodyFile},
-		{"retry-after/POST-unkeyed-429", faultserver.WithRetryAfter(429, "30"), nil, matrixMethods[5], bodyBytes},
-		{"cause/PATCH-keyed", faultserver.Burst(1, 502), errShutdown, matrixMethods[6], bodyStream},
+		{"backoff/GET", saferetrytest.Burst(1, 503), nil, matrixMethods[0], bodyNone},
+		{"backoff/POST-keyed", saferetrytest.Burst(1, 503), nil, matrixMethods[4], bodyStream},
+		{"retry-after/PUT", saferetrytest.RetryAfter(503, "30"), nil, matrixMethods[2], bodyFile},
+		{"retry-after/POST-unkeyed-429", saferetrytest.RetryAfter(429, "30"), nil, matrixMethods[5], bodyBytes},
+		{"cause/PATCH-keyed", saferetrytest.Burst(1, 502), errShutdown, matrixMethods[6], bodyStream},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -265,13 +277,13 @@ func TestCancelMidWait(t *testing.T) {
 			}
 			stack := saferetry.New(base, opts...)
 			req, caller := newCallerRequest(t, ctx, tc.method.method, srv.URL()+path, tc.body, payloadFor(t.Name(), tc.body.size()))
-			snap := snapshotRequest(req)
+			snap := testutil.Snapshot(req)
 
 			done := roundTripAsync(stack, req)
 			var ev saferetry.Event
 			select {
 			case ev = <-waiting:
-			case <-time.After(signalTimeout):
+			case <-time.After(testutil.SignalTimeout):
 				t.Fatal("the stack never decided to retry")
 			}
 			if ev.Stopped != saferetry.StopNone || ev.Delay < 30*time.Second {
@@ -298,10 +310,10 @@ func TestCancelMidWait(t *testing.T) {
 			if len(attempts) != 1 {
 				t.Fatalf("%d attempts; want 1", len(attempts))
 			}
-			if b := attempts[0].respBody; !b.eof.Load() || b.closes.Load() != 1 {
-				t.Errorf("discarded response read to EOF %v, closed %d times; want drained and closed once", b.eof.Load(), b.closes.Load())
+			if b := attempts[0].respBody; !b.ReadToEOF() || b.Closes() != 1 {
+				t.Errorf("discarded response read to EOF %v, closed %d times; want drained and closed once", b.ReadToEOF(), b.Closes())
 			}
-			snap.check(t, req)
+			snap.Check(t, req)
 			base.waitBodiesClosed(t)
 			caller.checkClosedOnce(t)
 			if n := len(srv.Stats().Paths[path].Requests); n != 1 {
@@ -326,7 +338,7 @@ func TestCancelMidResponse(t *testing.T) {
 					path := "/" + name
 					step := make(chan struct{})
 					answer := bytes.Repeat([]byte("slow "), 20)
-					srv.Script(path, faultserver.Fault{Kind: faultserver.SlowBody, Body: answer, Chunk: 10, Step: step})
+					srv.Script(path, saferetrytest.Fault{Kind: saferetrytest.SlowBody, Body: answer, Chunk: 10, Step: step})
 					ctx, cancel := context.WithCancel(context.Background())
 					defer cancel()
 					tr := srv.Transport()
@@ -340,7 +352,7 @@ func TestCancelMidResponse(t *testing.T) {
 					}
 					stack := saferetry.New(base, opts...)
 					req, caller := newCallerRequest(t, ctx, m.method, srv.URL()+path, bodyStream, payloadFor(name, 1<<10))
-					snap := snapshotRequest(req)
+					snap := testutil.Snapshot(req)
 
 					resp, err := stack.RoundTrip(req)
 					if err != nil {
@@ -365,17 +377,14 @@ func TestCancelMidResponse(t *testing.T) {
 					if n := saferetry.Attempts(resp); n != 1 {
 						t.Errorf("Attempts = %d; want 1", n)
 					}
-					snap.check(t, req)
+					snap.Check(t, req)
 					base.waitBodiesClosed(t)
 					caller.checkClosedOnce(t)
-					if err := srv.WaitIdle(t.Context()); err != nil {
-						t.Fatal(err)
-					}
 					wantCommits := 0
 					if !m.safe() {
 						wantCommits = 1
 					}
-					if ps := srv.Stats().Paths[path]; len(ps.Requests) != 1 || ps.Commits != wantCommits {
+					if ps := waitHandled(t, srv, path); len(ps.Requests) != 1 || ps.Commits != wantCommits {
 						t.Errorf("server saw %d requests, %d commits; want 1, %d", len(ps.Requests), ps.Commits, wantCommits)
 					}
 				})

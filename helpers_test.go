@@ -9,30 +9,10 @@ import (
 	"net/http/httptrace"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
+
+	"github.com/saferetry/saferetry/internal/testutil"
 )
-
-// roundTripperFunc adapts a function to http.RoundTripper for unit tests.
-type roundTripperFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
-// trackedBody is a response body that records whether it was read to the
-// end and closed, to prove discarded responses are drained and closed.
-type trackedBody struct {
-	r      io.Reader
-	read   atomic.Int64
-	closed atomic.Int32
-}
-
-func (b *trackedBody) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	b.read.Add(int64(n))
-	return n, err
-}
-
-func (b *trackedBody) Close() error { b.closed.Add(1); return nil }
 
 // script is a fake base transport that answers each attempt from a list
 // of outcomes (a status, or an error) and remembers what it received.
@@ -40,7 +20,7 @@ type script struct {
 	mu       sync.Mutex
 	outcomes []outcome
 	got      []received
-	bodies   []*trackedBody
+	bodies   []*testutil.TrackedBody
 }
 
 type outcome struct {
@@ -77,7 +57,7 @@ func (s *script) RoundTrip(req *http.Request) (*http.Response, error) {
 	if o.err != nil {
 		return nil, o.err
 	}
-	tb := &trackedBody{r: strings.NewReader(o.body)}
+	tb := testutil.NewTrackedBody(strings.NewReader(o.body))
 	s.bodies = append(s.bodies, tb)
 	h := o.header
 	if h == nil {

@@ -11,7 +11,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/saferetry/saferetry/internal/testutil"
 )
 
 // spyStore is a KeyStore that counts its calls and can be told to fail.
@@ -144,7 +144,7 @@ func TestNamedOperationRefusesAnotherRequest(t *testing.T) {
 			if tt.finishFirst {
 				status = http.StatusOK
 			}
-			k := &KeyInjector{Methods: []string{"POST", "PATCH"}, Base: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			k := &KeyInjector{Methods: []string{"POST", "PATCH"}, Base: testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 				sent++
 				return &http.Response{StatusCode: status, Body: http.NoBody, Request: r}, nil
 			})}
@@ -206,7 +206,7 @@ func TestNamedOperationFinishesOnFinalOutcomes(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			store := &spyStore{}
-			k := &KeyInjector{Store: store, Base: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			k := &KeyInjector{Store: store, Base: testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 				if tt.err != nil {
 					return nil, tt.err
 				}
@@ -250,7 +250,7 @@ func TestStalledFinishDoesNotHoldTheResponse(t *testing.T) {
 		t.Run(fmt.Sprint("caller deadline ", deadline), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				store := &stallingStore{}
-				k := &KeyInjector{Store: store, Base: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+				k := &KeyInjector{Store: store, Base: testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 					return &http.Response{StatusCode: http.StatusCreated, Body: http.NoBody, Request: r}, nil
 				})}
 				ctx := context.Background()
@@ -284,7 +284,7 @@ func TestStalledFinishDoesNotHoldTheResponse(t *testing.T) {
 func TestStalledBeginEndsAtTheCallersDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sent := false
-		k := &KeyInjector{Store: stallingBegin{}, Base: roundTripperFunc(func(*http.Request) (*http.Response, error) {
+		k := &KeyInjector{Store: stallingBegin{}, Base: testutil.RoundTripFunc(func(*http.Request) (*http.Response, error) {
 			sent = true
 			return nil, errors.New("sent")
 		})}
@@ -317,7 +317,7 @@ func TestFinishSurvivesTheCallersCancellation(t *testing.T) {
 	store := &ctxCheckingStore{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	k := &KeyInjector{Store: store, Base: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+	k := &KeyInjector{Store: store, Base: testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		cancel() // the caller cancels the moment the answer arrives
 		return &http.Response{StatusCode: http.StatusCreated, Body: http.NoBody, Request: r}, nil
 	})}
@@ -588,17 +588,13 @@ func TestNamedOperationLeavesTheRequestUntouched(t *testing.T) {
 			ctx := WithOperation(context.Background(), "op")
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/charges?a=1", bytes.NewReader([]byte("payload")))
 			req.Header.Set("Content-Type", "text/plain")
-			before := req.Clone(ctx)
-			body, getBody := req.Body, req.GetBody
+			before := testutil.Snapshot(req)
 			resp, err := stack.RoundTrip(req)
 			if err != nil {
 				t.Fatal(err)
 			}
 			resp.Body.Close()
-			if req.Method != before.Method || req.URL.String() != before.URL.String() || !headersEqual(req.Header, before.Header) ||
-				req.Context() != ctx || req.Body != body || req.ContentLength != 7 || reflect.ValueOf(req.GetBody).Pointer() != reflect.ValueOf(getBody).Pointer() {
-				t.Fatalf("caller's request modified: %+v", req)
-			}
+			before.Check(t, req)
 			got := srv.received()
 			if len(got) != 1 || got[0].body != "payload" || got[0].key == "" {
 				t.Fatalf("server got %+v", got)
@@ -635,7 +631,7 @@ func TestNamedOperationBodies(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var sent []string
-			k := &KeyInjector{Base: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			k := &KeyInjector{Base: testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 				b := []byte{}
 				if r.Body != nil {
 					b, _ = io.ReadAll(r.Body)
@@ -689,7 +685,7 @@ func (c opBodyCloser) Close() error { *c.n++; return nil }
 func TestNamedOperationStoreFailureSendsNothing(t *testing.T) {
 	down := errors.New("store down")
 	sent := false
-	k := &KeyInjector{Store: &spyStore{beginErr: down}, Base: roundTripperFunc(func(*http.Request) (*http.Response, error) {
+	k := &KeyInjector{Store: &spyStore{beginErr: down}, Base: testutil.RoundTripFunc(func(*http.Request) (*http.Response, error) {
 		sent = true
 		return nil, nil
 	})}
@@ -712,7 +708,7 @@ func TestNamedOperationStoreFailureSendsNothing(t *testing.T) {
 func TestStoreOnlyForNamedKeyedRequests(t *testing.T) {
 	store := &spyStore{}
 	var keys []string
-	k := &KeyInjector{Store: store, Base: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+	k := &KeyInjector{Store: store, Base: testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		keys = append(keys, r.Header.Get(defaultKeyHeader))
 		return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
 	})}
@@ -736,7 +732,7 @@ func TestStoreOnlyForNamedKeyedRequests(t *testing.T) {
 
 func TestNamedOperationQuotedKey(t *testing.T) {
 	var sent []string
-	k := &KeyInjector{Quoted: true, NewKey: func() string { return "k-1" }, Base: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+	k := &KeyInjector{Quoted: true, NewKey: func() string { return "k-1" }, Base: testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		sent = append(sent, r.Header.Get(defaultKeyHeader))
 		return &http.Response{StatusCode: 503, Body: http.NoBody, Request: r}, nil
 	})}
@@ -829,7 +825,7 @@ func TestNamedOperationsConcurrently(t *testing.T) {
 	var mu sync.Mutex
 	keys := map[string]map[string]bool{}
 	var calls atomic.Int32
-	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+	base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		op, _ := operationFrom(r.Context())
 		mu.Lock()
 		if keys[op] == nil {
@@ -970,7 +966,7 @@ func TestWithKeyStoreNilPanics(t *testing.T) {
 // the header clone, the request copy), and a GET allocates nothing.
 func TestUnnamedRequestsAllocateNothingMore(t *testing.T) {
 	resp := &http.Response{StatusCode: 200, Body: http.NoBody}
-	base := roundTripperFunc(func(*http.Request) (*http.Response, error) { return resp, nil })
+	base := testutil.RoundTripFunc(func(*http.Request) (*http.Response, error) { return resp, nil })
 	k := &KeyInjector{Base: base, Store: &MemoryKeyStore{}}
 	post, _ := http.NewRequest(http.MethodPost, "http://api.test/", nil)
 	post.Header.Set("Content-Type", "application/json")
@@ -1033,7 +1029,7 @@ func BenchmarkMemoryKeyStoreAtCapacity(b *testing.B) {
 // KeyInjector alone (fingerprint, MemoryKeyStore Begin and Finish), over a
 // base that answers at once.
 func BenchmarkKeyInjectorOperation(b *testing.B) {
-	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+	base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		return &http.Response{StatusCode: 201, Body: http.NoBody, Request: r}, nil
 	})
 	body := bytes.Repeat([]byte("x"), 1024)

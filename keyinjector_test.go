@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+	"github.com/saferetry/saferetry/internal/testutil"
 )
 
 func TestKeyInjector(t *testing.T) {
@@ -41,7 +42,7 @@ func TestKeyInjector(t *testing.T) {
 			if k == nil {
 				k = &KeyInjector{}
 			}
-			k.Base = roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			k.Base = testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 				sent = r
 				return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
 			})
@@ -53,7 +54,7 @@ func TestKeyInjector(t *testing.T) {
 			if _, err := k.RoundTrip(req); err != nil {
 				t.Fatal(err)
 			}
-			if !headersEqual(req.Header, before) {
+			if !testutil.HeadersEqual(req.Header, before) {
 				t.Fatalf("caller's header changed: %v -> %v", before, req.Header)
 			}
 			keys := 0
@@ -87,21 +88,9 @@ func TestKeyInjector(t *testing.T) {
 	}
 }
 
-func headersEqual(a, b http.Header) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if strings.Join(v, "\x00") != strings.Join(b[k], "\x00") {
-			return false
-		}
-	}
-	return true
-}
-
 func TestKeyInjectorFreshKeyPerLogicalRequest(t *testing.T) {
 	var keys []string
-	k := &KeyInjector{Base: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+	k := &KeyInjector{Base: testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		keys = append(keys, r.Header.Get("Idempotency-Key"))
 		return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
 	})}
@@ -139,7 +128,7 @@ func TestKeyInjectorRejectsBadKeysAndClosesTheBody(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			called := false
-			k := &KeyInjector{NewKey: func() string { return key }, Base: roundTripperFunc(func(*http.Request) (*http.Response, error) {
+			k := &KeyInjector{NewKey: func() string { return key }, Base: testutil.RoundTripFunc(func(*http.Request) (*http.Response, error) {
 				called = true
 				return nil, nil
 			})}
@@ -167,7 +156,7 @@ func FuzzKeyInjection(f *testing.F) {
 		var sent *http.Request
 		k := &KeyInjector{
 			NewKey: func() string { return key },
-			Base: roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			Base: testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 				sent = r
 				return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
 			}),
@@ -178,7 +167,7 @@ func FuzzKeyInjection(f *testing.F) {
 		}
 		before := req.Header.Clone()
 		_, err := k.RoundTrip(req)
-		if !headersEqual(req.Header, before) {
+		if !testutil.HeadersEqual(req.Header, before) {
 			t.Fatal("caller's header modified")
 		}
 		if err != nil {
@@ -189,7 +178,7 @@ func FuzzKeyInjection(f *testing.F) {
 		}
 		got := sent.Header.Values("Idempotency-Key")
 		if keyOf(before, "") != "" {
-			if !headersEqual(sent.Header, before) {
+			if !testutil.HeadersEqual(sent.Header, before) {
 				t.Fatalf("caller's key replaced or another added: %v -> %v", before, sent.Header)
 			}
 			return

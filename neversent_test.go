@@ -13,73 +13,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/saferetry/saferetry/internal/testutil"
 )
 
 // An unkeyed write may be retried only on positive evidence that nothing
 // of it reached the server. These tests build the cases where the old
 // inference ("no WroteHeaders event, so never sent") was wrong.
-
-// slowHeadersConn passes every byte through at once, but a Write that
-// carries an HTTP/1 request line or an HTTP/2 HEADERS frame returns only
-// once release is closed: the bytes are on the wire while the client
-// still waits for its write to return, as with a slow peer, a full
-// socket buffer or a large header block.
-type slowHeadersConn struct {
-	net.Conn
-	release <-chan struct{}
-	h2      *h2FrameScanner // nil for HTTP/1
-}
-
-func (c *slowHeadersConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	if err != nil {
-		return n, err
-	}
-	headers := strings.HasPrefix(string(p), http.MethodPost+" ")
-	if c.h2 != nil {
-		headers = c.h2.scan(p)
-	}
-	if headers {
-		<-c.release
-	}
-	return n, nil
-}
-
-// h2FrameScanner follows the frames a client writes, to spot HEADERS.
-type h2FrameScanner struct {
-	preface int    // preface bytes still to skip
-	head    []byte // a frame header being assembled
-	skip    int    // payload bytes of the current frame still to skip
-}
-
-func newH2FrameScanner() *h2FrameScanner { return &h2FrameScanner{preface: 24} }
-
-// scan consumes p and reports whether it began a HEADERS frame.
-func (s *h2FrameScanner) scan(p []byte) bool {
-	headers := false
-	for len(p) > 0 {
-		switch {
-		case s.preface > 0:
-			n := min(s.preface, len(p))
-			s.preface -= n
-			p = p[n:]
-		case s.skip > 0:
-			n := min(s.skip, len(p))
-			s.skip -= n
-			p = p[n:]
-		default:
-			n := min(9-len(s.head), len(p))
-			s.head = append(s.head, p[:n]...)
-			p = p[n:]
-			if len(s.head) == 9 {
-				s.skip = int(s.head[0])<<16 | int(s.head[1])<<8 | int(s.head[2])
-				headers = headers || s.head[3] == 0x1
-				s.head = s.head[:0]
-			}
-		}
-	}
-	return headers
-}
 
 // hitCounter is a handler that counts the POSTs it received.
 type hitCounter struct{ posts atomic.Int32 }
@@ -127,11 +67,7 @@ func TestUnkeyedPostCanceledDuringASlowHeaderWriteIsNotResent(t *testing.T) {
 				if err != nil {
 					return nil, err
 				}
-				sc := &slowHeadersConn{Conn: conn, release: release}
-				if proto == "h2c" {
-					sc.h2 = newH2FrameScanner()
-				}
-				return sc, nil
+				return testutil.NewSlowHeadersConn(conn, release, proto == "h2c"), nil
 			}
 			rb := &releasingBase{base: base, release: release}
 			stack := New(rb, WithKeyMethods(), WithBackoff(0, 0), WithAttemptTimeout(100*time.Millisecond), WithBudget(nil))
@@ -173,7 +109,7 @@ func TestBaseWithoutTraceHooksFailsClosed(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var attempts int
-			base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 				attempts++
 				if r.Body != nil {
 					r.Body.Close()

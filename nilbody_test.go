@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/saferetry/saferetry/internal/testutil"
 )
 
 // http.Client accepts a response with a nil Body from its Transport (it
@@ -49,7 +51,7 @@ func TestBaseResponseWithNilBody(t *testing.T) {
 		for reqName, newReq := range requests {
 			t.Run(name+"/"+reqName, func(t *testing.T) {
 				calls := 0
-				base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+				base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 					calls++
 					if r.Body != nil {
 						io.Copy(io.Discard, r.Body)

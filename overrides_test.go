@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/saferetry/saferetry/internal/testutil"
 )
 
 func TestRequestOptionsOverrideTheStackPerRequest(t *testing.T) {
@@ -122,7 +124,7 @@ func TestStackWideOptionsPanicPerRequest(t *testing.T) {
 
 // Overrides apply to a copy: the stack's own settings are never changed.
 func TestRequestOptionsDoNotChangeTheStack(t *testing.T) {
-	stack := New(roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+	stack := New(testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
 	}))
 	before := stack.retries

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/saferetry/saferetry/internal/testutil"
 )
 
 // Servers announce their limits in more headers than Retry-After; on a
@@ -51,7 +53,7 @@ func TestRateLimitHeadersAreTheServersWait(t *testing.T) {
 				// 1,000,000,000 (September 2001) are what GitHub sends.
 				time.Sleep(time.Until(time.Unix(1_700_000_000, 0)))
 				var times []time.Time
-				base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+				base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 					times = append(times, time.Now())
 					if len(times) == 1 {
 						return &http.Response{StatusCode: tt.status, Header: tt.header(time.Now().Truncate(time.Second)), Body: http.NoBody, Request: r}, nil

@@ -45,7 +45,7 @@ import (
 	"time"
 
 	"github.com/saferetry/saferetry"
-	"github.com/saferetry/saferetry/internal/faultserver"
+	"github.com/saferetry/saferetry/saferetrytest"
 )
 
 var (
@@ -69,7 +69,7 @@ const (
 
 // soakGen is one phase's fault server and the requests sent to it.
 type soakGen struct {
-	srv      *faultserver.Server
+	srv      *saferetrytest.Server
 	outcomes sync.Map // path -> soakOutcome
 }
 
@@ -128,7 +128,7 @@ func TestSoak(t *testing.T) {
 	var quiet, loaded []soakSample
 	phaseLen := *soakDuration / soakPhases
 	for phase := range soakPhases {
-		g := &soakGen{srv: faultserver.New()}
+		g := &soakGen{srv: saferetrytest.New()}
 		ctx, cancel := context.WithTimeout(context.Background(), phaseLen)
 		var wg sync.WaitGroup
 		for w := range *soakWorkers {
@@ -144,8 +144,8 @@ func TestSoak(t *testing.T) {
 		<-ctx.Done()
 		wg.Wait()
 		cancel()
+		g.srv.Close() // returns once every handler has: the records are final
 		duplicates.Add(soakCheck(t, g))
-		g.srv.Close()
 		g = nil
 		base.CloseIdleConnections()
 		quiet = append(quiet, sample())
@@ -193,9 +193,6 @@ func TestSoak(t *testing.T) {
 // committed, and returns the number of duplicated ones.
 func soakCheck(t *testing.T, g *soakGen) int64 {
 	t.Helper()
-	if err := g.srv.WaitIdle(context.Background()); err != nil {
-		t.Fatal(err)
-	}
 	st := g.srv.Stats()
 	var dups int64
 	g.outcomes.Range(func(k, v any) bool {
@@ -230,27 +227,27 @@ var soakMethods = []string{http.MethodGet, http.MethodPut, http.MethodPost, http
 
 func soakRequest(ctx context.Context, rng *rand.Rand, g *soakGen, path string, stack http.RoundTripper, counts *soakCounts) {
 	method := soakMethods[rng.IntN(len(soakMethods))]
-	var f faultserver.Fault
+	var f saferetrytest.Fault
 	scripted := true
 	switch p := rng.IntN(100); {
 	case p < 40: // served
 		scripted = false
 	case p < 52:
-		f = faultserver.Burst(1+rng.IntN(2), 503)
+		f = saferetrytest.Burst(1+rng.IntN(2), 503)
 	case p < 57:
-		f = faultserver.WithRetryAfter(429, "0")
+		f = saferetrytest.RetryAfter(429, "0")
 	case p < 67:
-		f = faultserver.Fault{Kind: faultserver.ResetAfterBody}
+		f = saferetrytest.Fault{Kind: saferetrytest.ResetAfterCommit}
 	case p < 75:
-		f = faultserver.Fault{Kind: faultserver.ResetAfterHeaders}
+		f = saferetrytest.Fault{Kind: saferetrytest.ResetAfterHeaders}
 	case p < 80:
-		f = faultserver.Fault{Kind: faultserver.ResetMidResponse}
+		f = saferetrytest.Fault{Kind: saferetrytest.ResetMidResponse}
 	case p < 85:
-		f = faultserver.Fault{Kind: faultserver.Truncate}
+		f = saferetrytest.Fault{Kind: saferetrytest.Truncate}
 	case p < 98:
-		f = faultserver.Fault{Kind: faultserver.SlowBody, Body: bytes.Repeat([]byte("slow"), 64), Chunk: 64, Delay: time.Millisecond}
+		f = saferetrytest.Fault{Kind: saferetrytest.SlowBody, Body: bytes.Repeat([]byte("slow"), 64), Chunk: 64, Delay: time.Millisecond}
 	case p < 99:
-		f = faultserver.Fault{Kind: faultserver.Hang} // ended by the attempt timeout
+		f = saferetrytest.Fault{Kind: saferetrytest.Hang} // ended by the attempt timeout
 	default:
 		g.srv.ResetConns(1) // whichever connection comes next
 		scripted = false

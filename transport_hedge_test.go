@@ -13,6 +13,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/saferetry/saferetry/internal/testutil"
 )
 
 // slowFirst is a base whose attempts are scripted by number: each entry
@@ -243,7 +245,7 @@ func TestHedgeWinnerBodyOutlivesTheRun(t *testing.T) {
 		var ctxs []context.Context
 		var mu sync.Mutex
 		calls := 0
-		base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			mu.Lock()
 			calls++
 			n := calls

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/saferetry/saferetry/internal/testutil"
 )
 
 // noWait retries at once, so tests measure the machinery, not sleeping.
@@ -74,8 +76,8 @@ func TestReturnsLastResponseUnchangedWhenRetriesRunOut(t *testing.T) {
 	}
 	for i, want := range []string{"first", "second"} {
 		b := s.bodies[i]
-		if b.closed.Load() != 1 || b.read.Load() != int64(len(want)) {
-			t.Errorf("discarded response %d: closed %d times, read %d bytes; want drained and closed once", i+1, b.closed.Load(), b.read.Load())
+		if b.Closes() != 1 || b.BytesRead() != int64(len(want)) {
+			t.Errorf("discarded response %d: closed %d times, read %d bytes; want drained and closed once", i+1, b.Closes(), b.BytesRead())
 		}
 	}
 }
@@ -96,7 +98,7 @@ func TestDiscardedResponsesAreDrainedBoundedAndClosed(t *testing.T) {
 	resp.Body.Close()
 	tests := []struct {
 		name string
-		body *trackedBody
+		body *testutil.TrackedBody
 		read int64
 	}{
 		{"small body", s.bodies[0], 5},
@@ -104,8 +106,8 @@ func TestDiscardedResponsesAreDrainedBoundedAndClosed(t *testing.T) {
 		{"body announced larger than the drain limit", s.bodies[2], 0},
 	}
 	for _, tt := range tests {
-		if tt.body.read.Load() != tt.read || tt.body.closed.Load() != 1 {
-			t.Errorf("%s: read %d, closed %d; want %d read and closed once", tt.name, tt.body.read.Load(), tt.body.closed.Load(), tt.read)
+		if tt.body.BytesRead() != tt.read || tt.body.Closes() != 1 {
+			t.Errorf("%s: read %d, closed %d; want %d read and closed once", tt.name, tt.body.BytesRead(), tt.body.Closes(), tt.read)
 		}
 	}
 }
@@ -118,7 +120,7 @@ func TestStalledDiscardedBodyDoesNotHoldTheRetry(t *testing.T) {
 		defer pw.Close()
 		go pw.Write([]byte("oops")) // 4 of the 100 bytes announced, then silence
 		calls := 0
-		base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			calls++
 			if calls == 1 {
 				return &http.Response{StatusCode: 503, Body: stalled, ContentLength: 100, Request: r}, nil
@@ -348,7 +350,7 @@ func TestRetryAfter(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				var times []time.Time
-				base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+				base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 					times = append(times, time.Now())
 					if len(times) == 1 {
 						return &http.Response{StatusCode: tt.status, Header: http.Header{"Retry-After": {tt.retryAfter(time.Now())}}, Body: http.NoBody, Request: r}, nil
@@ -399,7 +401,7 @@ func date(layout string, offset time.Duration) func(time.Time) string {
 func TestGarbageRetryAfterFallsBackToBackoff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var times []time.Time
-		base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			times = append(times, time.Now())
 			status := 503
 			if len(times) == 2 {
@@ -429,7 +431,7 @@ func TestBackoffRestartsAfterServerDirectedWait(t *testing.T) {
 			{status: 503}, {status: 200},
 		}}
 		var times []time.Time
-		base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			times = append(times, time.Now())
 			return s.RoundTrip(r)
 		})
@@ -518,7 +520,7 @@ func TestCancelDuringWaitEndsAtOnceWithTheCause(t *testing.T) {
 		if time.Since(start) != time.Second {
 			t.Fatalf("returned after %v; want at the cancellation, 1s", time.Since(start))
 		}
-		if s.bodies[0].closed.Load() != 1 || s.attempts() != 1 {
+		if s.bodies[0].Closes() != 1 || s.attempts() != 1 {
 			t.Fatal("the discarded 503 was not closed, or a second attempt was made")
 		}
 	})
@@ -559,7 +561,7 @@ func TestAttemptTimeout(t *testing.T) {
 	t.Run("a hung attempt is abandoned and retried", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			var times []time.Time
-			base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 				times = append(times, time.Now())
 				if len(times) == 1 {
 					<-r.Context().Done()
@@ -582,7 +584,7 @@ func TestAttemptTimeout(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			var attemptCtx context.Context
 			pr, pw := io.Pipe()
-			base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 				attemptCtx = r.Context()
 				return &http.Response{StatusCode: 200, Body: pr, Request: r}, nil
 			})
@@ -609,7 +611,7 @@ func TestAttemptTimeout(t *testing.T) {
 	t.Run("an unkeyed POST that timed out after being written is not retried", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			attempts := 0
-			base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 				attempts++
 				if trace := httptraceFrom(r); trace != nil && trace.WroteHeaders != nil {
 					trace.WroteHeaders()
@@ -633,7 +635,7 @@ func TestAttemptTimeout(t *testing.T) {
 func TestResponseArrivingAsTheAttemptTimesOutIsHandedBack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		attempts := 0
-		base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			attempts++
 			<-r.Context().Done() // the answer comes just as the timer fires
 			return &http.Response{StatusCode: 200, Body: io.NopCloser(strings.NewReader("charged")), Request: r}, nil
@@ -676,7 +678,7 @@ func TestFollowUpRequestFromAResponseContextIsANewRun(t *testing.T) {
 	s := &script{outcomes: statuses(503, 200, 503, 503, 200, 200)}
 	// A base that is not a plain *http.Transport makes the layer mark
 	// every request, the case where the mark could leak.
-	stack := New(roundTripperFunc(s.RoundTrip), WithBackoff(0, 0), WithBudget(nil))
+	stack := New(testutil.RoundTripFunc(s.RoundTrip), WithBackoff(0, 0), WithBudget(nil))
 	first, err := stack.RoundTrip(get(t, "http://api.test/page/1"))
 	if err != nil {
 		t.Fatal(err)
@@ -726,7 +728,7 @@ func TestFollowUpRequestDoesNotInheritTheAttemptTimeout(t *testing.T) {
 }
 
 type idleCounter struct {
-	roundTripperFunc
+	testutil.RoundTripFunc
 	closed int
 }
 
@@ -761,30 +763,15 @@ func TestCallersRequestIsNotModified(t *testing.T) {
 			srv.mu.Unlock()
 			req, _ := http.NewRequest(method, srv.URL+"/v1/x?y=1", bytes.NewReader([]byte("payload")))
 			req.Header.Set("Authorization", "Bearer secret")
-			before := snapshot(req)
+			before := testutil.Snapshot(req)
 			resp, err := stack.RoundTrip(req)
 			if err != nil {
 				t.Fatal(err)
 			}
 			resp.Body.Close()
-			if after := snapshot(req); !reflect.DeepEqual(before, after) {
-				t.Fatalf("request modified:\nbefore %+v\nafter  %+v", before, after)
-			}
+			before.Check(t, req)
 		})
 	}
-}
-
-type requestSnapshot struct {
-	Method, URL   string
-	Header        http.Header
-	ContentLength int64
-	Body          io.ReadCloser
-	HasGetBody    bool
-	Ctx           context.Context
-}
-
-func snapshot(r *http.Request) requestSnapshot {
-	return requestSnapshot{r.Method, r.URL.String(), r.Header.Clone(), r.ContentLength, r.Body, r.GetBody != nil, r.Context()}
 }
 
 func TestHookAndLoggerReportEachRetry(t *testing.T) {
@@ -909,7 +896,7 @@ func TestAttemptTimeoutsShareTheTimeLeft(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var starts []time.Duration
 		start := time.Now()
-		base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			starts = append(starts, time.Since(start))
 			<-r.Context().Done()
 			return nil, r.Context().Err()
@@ -941,7 +928,7 @@ func TestAttemptTimeoutsShareTheTimeLeft(t *testing.T) {
 func TestSharedAttemptTimeoutHasAFloor(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var durations []time.Duration
-		base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			start := time.Now()
 			<-r.Context().Done()
 			durations = append(durations, time.Since(start))
@@ -1047,7 +1034,7 @@ func TestStalledDiscardedBodyOverTheNetwork(t *testing.T) {
 // quotes the whole URL.
 func TestLoggedErrorsDoNotQuoteTheURL(t *testing.T) {
 	var logs bytes.Buffer
-	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+	base := testutil.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 		return nil, &url.Error{Op: "Get", URL: r.URL.String(), Err: errors.New("connection reset")}
 	})
 	stack := New(base, WithBackoff(0, 0), WithMaxRetries(1), WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))

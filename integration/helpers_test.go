@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -121,43 +120,6 @@ func newStack(t *testing.T, base http.RoundTripper, opts ...saferetry.Option) *s
 	s := saferetry.New(base, append([]saferetry.Option{fastRetries}, opts...)...)
 	t.Cleanup(s.CloseIdleConnections)
 	return s
-}
-
-// requestSnapshot is what the RoundTripper contract forbids changing in
-// the caller's request.
-type requestSnapshot struct {
-	method        string
-	url           string
-	header        http.Header
-	host          string
-	contentLength int64
-	body          io.ReadCloser
-	ctx           context.Context
-}
-
-func snapshot(req *http.Request) requestSnapshot {
-	return requestSnapshot{
-		method:        req.Method,
-		url:           req.URL.String(),
-		header:        req.Header.Clone(),
-		host:          req.Host,
-		contentLength: req.ContentLength,
-		body:          req.Body,
-		ctx:           req.Context(),
-	}
-}
-
-// assertUnmodified fails the test if req no longer matches before.
-func assertUnmodified(t *testing.T, before requestSnapshot, req *http.Request) {
-	t.Helper()
-	after := snapshot(req)
-	if after.method != before.method || after.url != before.url || after.host != before.host ||
-		after.contentLength != before.contentLength || after.body != before.body || after.ctx != before.ctx {
-		t.Errorf("caller's request modified:\nbefore %+v\nafter  %+v", before, after)
-	}
-	if !reflect.DeepEqual(after.header, before.header) {
-		t.Errorf("caller's request headers modified:\nbefore %v\nafter  %v", before.header, after.header)
-	}
 }
 
 // assertSameHeader fails unless every request carries the same, non-empty

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/saferetry/saferetry"
+	"github.com/saferetry/saferetry/internal/testutil"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
@@ -118,7 +119,7 @@ func TestOAuth2Stacking(t *testing.T) {
 					}
 					req.ContentLength = int64(len(payload))
 					req.Header.Set("Content-Type", "application/json")
-					before := snapshot(req)
+					before := testutil.Snapshot(req)
 
 					resp, err := client.Do(req)
 					if err != nil {
@@ -131,7 +132,7 @@ func TestOAuth2Stacking(t *testing.T) {
 					if got := saferetry.Attempts(resp); got != attemptsEach {
 						t.Errorf("request %d: saferetry.Attempts = %d, want %d", i, got, attemptsEach)
 					}
-					assertUnmodified(t, before, req)
+					before.Check(t, req)
 					if req.Header.Get("Authorization") != "" || req.Header.Get("Idempotency-Key") != "" {
 						t.Errorf("request %d: caller's header gained Authorization or Idempotency-Key: %v", i, req.Header)
 					}

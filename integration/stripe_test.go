@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/saferetry/saferetry"
+	"github.com/saferetry/saferetry/internal/testutil"
 	"github.com/stripe/stripe-go/v85"
 )
 
@@ -345,7 +346,7 @@ func TestStripeReusedConnectionResentByNetHTTP(t *testing.T) {
 	var retries atomic.Int32
 	var attempts atomic.Int32
 	stack := newStack(t, newBase(t), saferetry.WithHook(func(saferetry.Event) { retries.Add(1) }))
-	counted := roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+	counted := testutil.RoundTripFunc(func(req *http.Request) (*http.Response, error) {
 		resp, err := stack.RoundTrip(req)
 		if err == nil {
 			attempts.Store(int32(saferetry.Attempts(resp)))
@@ -379,8 +380,3 @@ func TestStripeReusedConnectionResentByNetHTTP(t *testing.T) {
 		t.Errorf("%d PaymentIntents created, want 2 (one per logical request)", got)
 	}
 }
-
-// roundTripperFunc adapts a function to http.RoundTripper.
-type roundTripperFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripperFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }

@@ -1,4 +1,4 @@
-package faultserver
+package saferetrytest
 
 import (
 	"math"
@@ -40,11 +40,11 @@ const (
 	// ECONNRESET.
 	ResetAfterHeaders
 
-	// ResetAfterBody reads the whole body, processes the request (a write
+	// ResetAfterCommit reads the whole body, processes the request (a write
 	// commits its side effect and a keyed write stores its response), then
 	// resets the connection instead of answering: the response is lost
 	// after the effect happened, the classic duplicated payment.
-	ResetAfterBody
+	ResetAfterCommit
 
 	// ResetMidResponse processes the request, sends the status line, the
 	// headers with the full Content-Length and Fault.Cut bytes of the body,
@@ -68,7 +68,7 @@ var kindNames = [...]string{
 	Respond:           "Respond",
 	Hang:              "Hang",
 	ResetAfterHeaders: "ResetAfterHeaders",
-	ResetAfterBody:    "ResetAfterBody",
+	ResetAfterCommit:  "ResetAfterCommit",
 	ResetMidResponse:  "ResetMidResponse",
 	Truncate:          "Truncate",
 	SlowBody:          "SlowBody",
@@ -141,7 +141,7 @@ type Fault struct {
 	// until a value can be received from it (closing it releases all):
 	// for Pass before the commit or the answer (see Pass); for Respond
 	// before answering; for ResetAfterHeaders and
-	// ResetAfterBody before the reset; for ResetMidResponse and Truncate
+	// ResetAfterCommit before the reset; for ResetMidResponse and Truncate
 	// after the partial body, before the cut. A request whose context ends
 	// while held, or that is held when the server closes, is aborted
 	// without an answer (and, held before its commit, without effect).
@@ -154,9 +154,9 @@ func Burst(n, status int) Fault {
 	return Fault{Kind: Respond, Status: status, Count: n}
 }
 
-// WithRetryAfter returns a Respond fault answering status with the given
+// RetryAfter returns a Respond fault answering status with the given
 // Retry-After header value, once.
-func WithRetryAfter(status int, value string) Fault {
+func RetryAfter(status int, value string) Fault {
 	return Fault{Kind: Respond, Status: status, Header: http.Header{"Retry-After": {value}}}
 }
 
@@ -190,7 +190,8 @@ const (
 // send, each asking for a wait of about d after now: delta-seconds,
 // IMF-fixdate, RFC 850 date, asctime date, a date in the past, a value of
 // 0, huge values (seconds and a date), and invalid ones (garbage, negative,
-// fractional, empty). The fault matrix sends each with a 429 or 503.
+// fractional, empty). A test sends each with [RetryAfter] and checks its
+// client against Valid and Delay.
 func RetryAfterCases(now time.Time, d time.Duration) []RetryAfterCase {
 	now = now.UTC()
 	at := now.Add(d).Truncate(time.Second)

@@ -1,4 +1,4 @@
-package faultserver
+package saferetrytest
 
 import (
 	"bufio"
@@ -16,7 +16,7 @@ import (
 
 func newH2(t *testing.T) *H2Server {
 	t.Helper()
-	s := NewH2()
+	s := NewH2Server()
 	t.Cleanup(s.Close)
 	return s
 }
@@ -82,7 +82,7 @@ func TestH2Server(t *testing.T) {
 		},
 		{
 			name:    "GOAWAY PROTOCOL_ERROR on stream 1: not retried",
-			script:  []H2Fault{{Kind: H2GoAway, Code: ErrCodeProtocol, Debug: "bye"}},
+			script:  []H2Fault{{Kind: H2GoAway, Code: ErrCodeProtocol}},
 			wantErr: notStreamError,
 			streams: []stream{{1, 1, H2GoAway, false}},
 		},

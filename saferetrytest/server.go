@@ -1,9 +1,10 @@
-package faultserver
+package saferetrytest
 
 import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -21,74 +22,82 @@ type Server struct {
 	ts         *httptest.Server
 	listener   *resetListener
 	keyHeaders []string
+	h2c        bool
 	done       chan struct{} // closed by Close: releases every paused request
 	closeOnce  sync.Once
 
 	mu       sync.Mutex
 	scripts  map[string][]Fault
 	paths    map[string]*PathStats
+	handled  map[string]int // requests per path whose handler has returned
 	keys     map[string]*keyEntry
 	seq      int
 	active   int           // handlers running
 	idle     chan struct{} // closed when active drops to 0; nil while 0
+	changed  chan struct{} // closed and replaced whenever a handler returns
 	hijacked map[net.Conn]struct{}
 }
 
-// Option configures a [Server].
+// Option configures a [Server] at [New]; a server's protocol and key
+// headers do not change once it runs.
 type Option func(*config)
 
 type config struct {
 	tls, h2    bool
 	keyHeaders []string
-	errorLog   *log.Logger
 }
 
-// WithTLS serves HTTPS (HTTP/1.1 only) with httptest's certificate, which
+// WithTLS serves HTTPS with httptest's certificate, which the clients of
 // [Server.Client] and [Server.Transport] trust. Default: plain HTTP.
 func WithTLS() Option { return func(c *config) { c.tls = true } }
 
-// WithHTTP2 serves HTTP/2 over TLS: the server offers only ALPN "h2", as
-// httptest does, and the clients of [Server.Client] and [Server.Transport]
-// take it. Default: plain HTTP/1.1.
-func WithHTTP2() Option { return func(c *config) { c.tls, c.h2 = true, true } }
+// WithHTTP2 serves HTTP/2 only. With [WithTLS] the server offers only ALPN
+// "h2", as most HTTP/2 servers are reached; without it, it speaks HTTP/2
+// in cleartext with prior knowledge (h2c, RFC 9113 §3.3), which lets a test
+// see the frames a client writes. The clients of [Server.Client] and
+// [Server.Transport] speak it either way. Default: HTTP/1.1.
+func WithHTTP2() Option { return func(c *config) { c.h2 = true } }
 
 // WithKeyHeader adds a header name whose value the server treats as an
-// idempotency key, besides Idempotency-Key and X-Idempotency-Key.
+// idempotency key, besides the default Idempotency-Key and
+// X-Idempotency-Key.
 func WithKeyHeader(name string) Option {
 	return func(c *config) { c.keyHeaders = append(c.keyHeaders, http.CanonicalHeaderKey(name)) }
 }
 
-// WithErrorLog sets the logger for the underlying http.Server's errors
-// (hijacked writes, aborted handlers, TLS handshakes cut short). Default:
-// discarded, because the faults provoke such errors on purpose.
-func WithErrorLog(l *log.Logger) Option { return func(c *config) { c.errorLog = l } }
-
 // New starts a Server on a loopback port. Like httptest.NewServer, it
 // panics if it cannot listen.
 func New(opts ...Option) *Server {
-	cfg := config{
-		keyHeaders: []string{"Idempotency-Key", "X-Idempotency-Key"},
-		errorLog:   log.New(io.Discard, "", 0),
-	}
+	cfg := config{keyHeaders: []string{"Idempotency-Key", "X-Idempotency-Key"}}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	s := &Server{
 		keyHeaders: cfg.keyHeaders,
+		h2c:        cfg.h2 && !cfg.tls,
 		done:       make(chan struct{}),
 		scripts:    make(map[string][]Fault),
 		paths:      make(map[string]*PathStats),
+		handled:    make(map[string]int),
 		keys:       make(map[string]*keyEntry),
+		changed:    make(chan struct{}),
 		hijacked:   make(map[net.Conn]struct{}),
 	}
 	s.ts = httptest.NewUnstartedServer(http.HandlerFunc(s.serveHTTP))
-	s.ts.Config.ErrorLog = cfg.errorLog
+	// The faults provoke handler aborts, hijacked writes and handshakes
+	// cut short on purpose: their logs would only be noise.
+	s.ts.Config.ErrorLog = log.New(io.Discard, "", 0)
 	s.listener = &resetListener{Listener: s.ts.Listener}
 	s.ts.Listener = s.listener
-	s.ts.EnableHTTP2 = cfg.h2
-	if cfg.tls {
+	switch {
+	case cfg.tls:
+		s.ts.EnableHTTP2 = cfg.h2
 		s.ts.StartTLS()
-	} else {
+	case cfg.h2:
+		s.ts.Config.Protocols = h2cProtocols()
+		s.ts.Start()
+		s.ts.Client().Transport.(*http.Transport).Protocols = h2cProtocols()
+	default:
 		s.ts.Start()
 	}
 	return s
@@ -97,14 +106,14 @@ func New(opts ...Option) *Server {
 // URL returns the base URL, "http://127.0.0.1:port" or "https://...".
 func (s *Server) URL() string { return s.ts.URL }
 
-// Client returns an *http.Client that trusts the server's certificate and,
-// with [WithHTTP2], speaks HTTP/2. It is shared: Close closes its idle
-// connections. Tests that need fresh connections use [Server.Transport].
+// Client returns an *http.Client that trusts the server's certificate and
+// speaks its protocol. It is shared: Close closes its idle connections.
+// Tests that need fresh connections use [Server.Transport].
 func (s *Server) Client() *http.Client { return s.ts.Client() }
 
 // Transport returns a new *http.Transport configured like the one of
-// [Server.Client], with its own connection pool. The caller closes its idle
-// connections.
+// [Server.Client], with its own connection pool, so that a fault meets a
+// fresh connection. The caller closes its idle connections.
 func (s *Server) Transport() *http.Transport {
 	tr := &http.Transport{ForceAttemptHTTP2: s.ts.EnableHTTP2}
 	if cert := s.ts.Certificate(); cert != nil {
@@ -112,7 +121,17 @@ func (s *Server) Transport() *http.Transport {
 		pool.AddCert(cert)
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool}
 	}
+	if s.h2c {
+		tr.Protocols = h2cProtocols()
+	}
 	return tr
+}
+
+// h2cProtocols is HTTP/2 in cleartext with prior knowledge, alone.
+func h2cProtocols() *http.Protocols {
+	p := new(http.Protocols)
+	p.SetUnencryptedHTTP2(true)
+	return p
 }
 
 // Close releases every paused or hanging request (each is aborted), closes
@@ -128,7 +147,7 @@ func (s *Server) Close() {
 		}
 		s.mu.Unlock()
 		s.ts.Close()
-		_ = s.WaitIdle(context.Background()) // handlers of hijacked connections
+		s.waitIdle() // handlers of hijacked connections
 		s.listener.wait()
 	})
 }
@@ -146,32 +165,56 @@ func (s *Server) Script(path string, faults ...Fault) {
 // without reading the request. It waits for the client's first bytes, so
 // the reset never races the client's dial: over TLS these are the
 // ClientHello, so the handshake fails and the client has provably written
-// nothing of its request; over plain HTTP the client has written its
-// request, which the server never reads. Connections already open (a
-// client's keep-alive pool) are not affected.
+// nothing of its request; over plain HTTP/1.1 the client has written its
+// request, which the server never reads; over HTTP/2 in cleartext, its
+// connection preface. Connections already open (a client's keep-alive
+// pool) are not affected.
 func (s *Server) ResetConns(n int) { s.listener.add(n) }
 
-// WaitIdle blocks until no request is being handled (every handler has
-// returned, so its record is final) or ctx is done. A test calls it after
-// its client gave up on a request, before looking at [Server.Stats] or
-// reusing an idempotency key.
-func (s *Server) WaitIdle(ctx context.Context) error {
-	s.mu.Lock()
-	if s.active == 0 {
+// Wait blocks until the server has finished handling at least n requests
+// to path (their handlers have returned, so their records are final) and
+// returns what path received. A test calls it after its client gave up on
+// a request, before asserting on what the server did with it: when the
+// client returns, the request may still be in a handler, or even on the
+// wire. If ctx ends first, or the server is closed with fewer requests
+// handled, Wait returns what path received so far and an error.
+func (s *Server) Wait(ctx context.Context, path string, n int) (PathStats, error) {
+	for {
+		s.mu.Lock()
+		ps, handled, changed := s.pathStatsLocked(path), s.handled[path], s.changed
+		closed := s.closing()
+		over := closed && s.active == 0 // nothing more will be handled
 		s.mu.Unlock()
-		return nil
-	}
-	idle := s.idle
-	s.mu.Unlock()
-	select {
-	case <-idle:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+		switch {
+		case handled >= n:
+			return ps, nil
+		case over:
+			return ps, fmt.Errorf("saferetrytest: %d of %d requests to %s handled: %w", handled, n, path, errClosed)
+		}
+		done := s.done
+		if closed {
+			done = nil // only a handler's return can change anything now
+		}
+		select {
+		case <-changed:
+		case <-done:
+		case <-ctx.Done():
+			return ps, fmt.Errorf("saferetrytest: %d of %d requests to %s handled: %w", handled, n, path, ctx.Err())
+		}
 	}
 }
 
-// enter and leave count running handlers for WaitIdle.
+// waitIdle blocks until no request is being handled.
+func (s *Server) waitIdle() {
+	s.mu.Lock()
+	idle := s.idle
+	s.mu.Unlock()
+	if idle != nil {
+		<-idle
+	}
+}
+
+// enter and leave count running handlers, for Close and Wait.
 func (s *Server) enter() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -181,9 +224,12 @@ func (s *Server) enter() {
 	s.active++
 }
 
-func (s *Server) leave() {
+func (s *Server) leave(path string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.handled[path]++
+	close(s.changed)
+	s.changed = make(chan struct{})
 	s.active--
 	if s.active == 0 {
 		close(s.idle)
@@ -216,7 +262,8 @@ func (s *Server) next(path string) Fault {
 	return f
 }
 
-// Effect is what the server did with a request.
+// Effect is what the server did with a request. The zero value is
+// NoEffect.
 type Effect int
 
 const (
@@ -246,13 +293,14 @@ func (e Effect) String() string {
 	return "Effect(" + strconv.Itoa(int(e)) + ")"
 }
 
-// Record is one request as the server received it.
+// Record is one request as the server received it. Records come in
+// snapshots: copies the caller owns.
 type Record struct {
-	Seq    int    // arrival order across the server, from 1
-	Method string // request method
-	Path   string // URL path
-	Proto  string // "HTTP/1.1" or "HTTP/2.0"
-	Header http.Header
+	Seq    int         // arrival order across the server, from 1
+	Method string      // request method
+	Path   string      // URL path
+	Proto  string      // "HTTP/1.1" or "HTTP/2.0"
+	Header http.Header // the request header as received
 	// Key is the idempotency key, "" when the request had none.
 	Key string
 	// Body is what the server read of the body, byte for byte.
@@ -269,7 +317,8 @@ type Record struct {
 	Commit int
 }
 
-// PathStats is what one path received.
+// PathStats is what one path received: a snapshot the caller owns. Its
+// zero value is a path that received nothing.
 type PathStats struct {
 	// Requests lists every request in arrival order.
 	Requests []Record
@@ -278,7 +327,8 @@ type PathStats struct {
 	Commits int
 }
 
-// Stats is a snapshot of what the server received.
+// Stats is a snapshot of what the server received, a deep copy the caller
+// owns.
 type Stats struct {
 	// Paths maps a URL path to what it received; a path that received
 	// nothing is absent (its zero PathStats has no requests and no commits).
@@ -292,41 +342,31 @@ type Stats struct {
 // Stats returns a deep copy of what the server has received so far. A
 // request appears once its headers have been read; its record is final
 // once the client has seen the response or the fault, or, for a request
-// the client gave up on, after [Server.WaitIdle].
+// the client gave up on, once [Server.Wait] has seen it handled.
 func (s *Server) Stats() Stats {
 	conns, resets := s.listener.counts()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := Stats{Paths: make(map[string]PathStats, len(s.paths)), Conns: conns, ResetConns: resets}
-	for p, ps := range s.paths {
-		cp := PathStats{Commits: ps.Commits, Requests: make([]Record, len(ps.Requests))}
-		for i, r := range ps.Requests {
-			r.Header = r.Header.Clone()
-			r.Body = slices.Clone(r.Body)
-			cp.Requests[i] = r
-		}
-		st.Paths[p] = cp
+	for p := range s.paths {
+		st.Paths[p] = s.pathStatsLocked(p)
 	}
 	return st
 }
 
-// Keys returns the idempotency key of each request, in arrival order (""
-// for a request without one).
-func (p PathStats) Keys() []string {
-	keys := make([]string, len(p.Requests))
-	for i, r := range p.Requests {
-		keys[i] = r.Key
+// pathStatsLocked returns a deep copy of what path received.
+func (s *Server) pathStatsLocked(path string) PathStats {
+	ps := s.paths[path]
+	if ps == nil {
+		return PathStats{}
 	}
-	return keys
-}
-
-// Bodies returns the body of each request, in arrival order.
-func (p PathStats) Bodies() [][]byte {
-	bodies := make([][]byte, len(p.Requests))
-	for i, r := range p.Requests {
-		bodies[i] = r.Body
+	cp := PathStats{Commits: ps.Commits, Requests: make([]Record, len(ps.Requests))}
+	for i, r := range ps.Requests {
+		r.Header = r.Header.Clone()
+		r.Body = slices.Clone(r.Body)
+		cp.Requests[i] = r
 	}
-	return bodies
+	return cp
 }
 
 // record appends a new record for r and returns its index on its path.

@@ -1,4 +1,4 @@
-package faultserver
+package saferetrytest
 
 import (
 	"crypto/ecdsa"
@@ -23,7 +23,7 @@ var loopbackCert = sync.OnceValues(func() (tls.Certificate, error) {
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{Organization: []string{"saferetry faultserver"}},
+		Subject:               pkix.Name{Organization: []string{"saferetrytest"}},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(24 * time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,

@@ -1,4 +1,4 @@
-package faultserver
+package saferetrytest
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 )
 
 // errClosed reports that the server is closing.
-var errClosed = errors.New("faultserver: server closed")
+var errClosed = errors.New("saferetrytest: server closed")
 
 // response is an answer the server computed, before a fault delivers it.
 type response struct {
@@ -37,7 +37,7 @@ type keyEntry struct {
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.enter()
-	defer s.leave()
+	defer s.leave(r.URL.Path)
 	f := s.next(r.URL.Path)
 	key := s.keyOf(r.Header)
 	path := r.URL.Path
@@ -84,7 +84,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	switch f.Kind {
-	case ResetAfterBody:
+	case ResetAfterCommit:
 		s.pauseOrAbort(ctx, f)
 		resetRequest(w, r)
 	case ResetMidResponse, Truncate:
@@ -437,11 +437,11 @@ func isSafe(method string) bool {
 func RefusedURL() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", fmt.Errorf("faultserver: %w", err)
+		return "", fmt.Errorf("saferetrytest: %w", err)
 	}
 	addr := l.Addr().String()
 	if err := l.Close(); err != nil {
-		return "", fmt.Errorf("faultserver: %w", err)
+		return "", fmt.Errorf("saferetrytest: %w", err)
 	}
 	return "http://" + addr, nil
 }

@@ -1,10 +1,11 @@
-package faultserver
+package saferetrytest
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -26,7 +27,7 @@ type streamError struct {
 
 func (e streamError) Error() string { return "stream error " + strconv.Itoa(int(e.Code)) }
 
-// protocols are the three ways New serves.
+// protocols are the four ways New serves.
 var protocols = []struct {
 	name  string
 	opts  []Option
@@ -34,7 +35,8 @@ var protocols = []struct {
 }{
 	{"http1", nil, 1},
 	{"https1", []Option{WithTLS()}, 1},
-	{"h2", []Option{WithHTTP2()}, 2},
+	{"h2", []Option{WithTLS(), WithHTTP2()}, 2},
+	{"h2c", []Option{WithHTTP2()}, 2},
 }
 
 // newClient returns a client with its own connection pool, so that a fault
@@ -144,7 +146,7 @@ func TestFaults(t *testing.T) {
 		},
 		{
 			name: "429 with Retry-After", method: "GET",
-			fault: WithRetryAfter(429, "7"),
+			fault: RetryAfter(429, "7"),
 			check: func(t *testing.T, proto int, resp *http.Response, err error, s *Server) {
 				wantStatus(t, resp, err, 429)
 				if got := resp.Header.Get("Retry-After"); got != "7" {
@@ -165,7 +167,7 @@ func TestFaults(t *testing.T) {
 		},
 		{
 			name: "reset after body commits first", method: "POST", body: "pay 10",
-			fault: Fault{Kind: ResetAfterBody},
+			fault: Fault{Kind: ResetAfterCommit},
 			check: func(t *testing.T, proto int, resp *http.Response, err error, s *Server) {
 				wantReset(t, proto, err)
 				rec := wantPath(t, s, 1, 1).Requests[0]
@@ -378,7 +380,7 @@ func TestCloseReleases(t *testing.T) {
 		{"hang", Fault{Kind: Hang}, 0},
 		{"held before commit", Fault{Release: never}, 0},
 		{"held before responding", Fault{Kind: Respond, Release: never}, 0},
-		{"held before reset", Fault{Kind: ResetAfterBody, Release: never}, 1},
+		{"held before reset", Fault{Kind: ResetAfterCommit, Release: never}, 1},
 		{"held mid-response", Fault{Kind: ResetMidResponse, Release: never}, 1},
 		{"held before truncating", Fault{Kind: Truncate, Release: never}, 1},
 		{"slow body waiting for a step", Fault{Kind: SlowBody, Chunk: 2, Step: never}, 1},
@@ -515,8 +517,12 @@ func TestDedup(t *testing.T) {
 				t.Errorf("effects = %v; want %v", effects, want)
 			}
 			wantKeys := []string{"k1", "k1", "k1", "k1", "k1", "k2", "k2", "k3", "", ""}
-			if !slices.Equal(ps.Keys(), wantKeys) {
-				t.Errorf("keys = %q; want %q", ps.Keys(), wantKeys)
+			var keys []string
+			for _, rec := range ps.Requests {
+				keys = append(keys, rec.Key)
+			}
+			if !slices.Equal(keys, wantKeys) {
+				t.Errorf("keys = %q; want %q", keys, wantKeys)
 			}
 		})
 	}
@@ -539,7 +545,7 @@ func TestDuplicatedPayment(t *testing.T) {
 		for _, tc := range tests {
 			t.Run(p.name+"/"+tc.name, func(t *testing.T) {
 				s := newServer(t, p.opts...)
-				s.Script("/r", Fault{Kind: ResetAfterBody})
+				s.Script("/r", Fault{Kind: ResetAfterCommit})
 				c := newClient(t, s.Transport())
 				_, err := send(t.Context(), c, "POST", s.URL()+"/r", "amount=10", tc.header)
 				wantReset(t, p.proto, err)
@@ -577,7 +583,7 @@ func TestHeldKeyFreedWhenClientLeaves(t *testing.T) {
 	}
 	// The handler sees the cancellation asynchronously; once it has
 	// returned the key is free.
-	if err := s.WaitIdle(t.Context()); err != nil {
+	if _, err := s.Wait(t.Context(), "/r", 1); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := send(t.Context(), c, "POST", s.URL()+"/r", "pay", hdr)
@@ -615,13 +621,13 @@ func TestBodiesRecorded(t *testing.T) {
 				}
 				readAll(t, resp)
 			}
-			got := s.Stats().Paths["/r"].Bodies()
+			got := s.Stats().Paths["/r"].Requests
 			if len(got) != len(bodies) {
 				t.Fatalf("%d bodies recorded; want %d", len(got), len(bodies))
 			}
 			for i := range bodies {
-				if !bytes.Equal(got[i], bodies[i]) {
-					t.Errorf("body %d: recorded %d bytes, differs from the %d sent", i, len(got[i]), len(bodies[i]))
+				if !bytes.Equal(got[i].Body, bodies[i]) || !got[i].BodyRead {
+					t.Errorf("body %d: recorded %d bytes (whole: %v), differs from the %d sent", i, len(got[i].Body), got[i].BodyRead, len(bodies[i]))
 				}
 			}
 		})
@@ -636,7 +642,15 @@ func TestResetConns(t *testing.T) {
 			s.ResetConns(1)
 			c := newClient(t, s.Transport())
 			_, err := send(t.Context(), c, "POST", s.URL()+"/r", "pay", nil)
-			if !errors.Is(err, syscall.ECONNRESET) {
+			switch {
+			case p.name == "h2c":
+				// The reset meets the client's connection preface: Go's
+				// client reports ECONNRESET from its write or, as often,
+				// an untyped "client conn could not be established".
+				if err == nil {
+					t.Fatal("no error; want the reset")
+				}
+			case !errors.Is(err, syscall.ECONNRESET):
 				t.Fatalf("err = %v; want ECONNRESET", err)
 			}
 			resp, err := send(t.Context(), c, "POST", s.URL()+"/r", "pay", nil)
@@ -655,7 +669,7 @@ func TestRetryAfterCases(t *testing.T) {
 	c := newClient(t, s.Transport())
 	for _, rc := range RetryAfterCases(now, 3*time.Second) {
 		t.Run(rc.Name, func(t *testing.T) {
-			s.Script("/r", WithRetryAfter(503, rc.Value))
+			s.Script("/r", RetryAfter(503, rc.Value))
 			resp, err := send(t.Context(), c, "GET", s.URL()+"/r", "", nil)
 			wantStatus(t, resp, err, 503)
 			if got := resp.Header.Values("Retry-After"); len(got) != 1 || got[0] != rc.Value {
@@ -680,7 +694,7 @@ func TestRetryAfterCases(t *testing.T) {
 }
 
 func TestKindString(t *testing.T) {
-	if ResetAfterBody.String() != "ResetAfterBody" || Kind(99).String() != "Kind(99)" {
+	if ResetAfterCommit.String() != "ResetAfterCommit" || Kind(99).String() != "Kind(99)" {
 		t.Fatal("Kind.String")
 	}
 	if H2Refuse.String() != "H2Refuse" || Replayed.String() != "Replayed" {
@@ -697,4 +711,64 @@ func waitArrived(t *testing.T, arrived <-chan struct{}, errc <-chan error) {
 	case err := <-errc:
 		t.Fatalf("the request ended before reaching its fault: %v", err)
 	}
+}
+
+// TestWait checks that Wait sees requests whose client has already gone:
+// one still on the wire when the client returned, one held in a handler
+// when its client gave up; and that it gives up with an error when ctx
+// ends or the server closes first.
+func TestWait(t *testing.T) {
+	t.Run("request on the wire", func(t *testing.T) {
+		s := newServer(t)
+		conn, err := net.Dial("tcp", strings.TrimPrefix(s.URL(), "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The client writes a whole request and leaves at once.
+		io.WriteString(conn, "POST /r HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\npay")
+		conn.Close()
+		ps, err := s.Wait(t.Context(), "/r", 1)
+		if err != nil || len(ps.Requests) != 1 || ps.Commits != 1 || string(ps.Requests[0].Body) != "pay" {
+			t.Fatalf("Wait = %+v, %v; want one request committed", ps, err)
+		}
+	})
+	t.Run("handler still running", func(t *testing.T) {
+		s := newServer(t)
+		arrived := make(chan struct{})
+		s.Script("/r", Fault{Arrived: arrived, Release: make(chan struct{})})
+		c := newClient(t, s.Transport())
+		ctx, cancel := context.WithCancel(t.Context())
+		errc := make(chan error, 1)
+		go func() {
+			_, err := send(ctx, c, "POST", s.URL()+"/r", "pay", nil)
+			errc <- err
+		}()
+		waitArrived(t, arrived, errc)
+		cancel()
+		<-errc
+		ps, err := s.Wait(t.Context(), "/r", 1)
+		if err != nil || len(ps.Requests) != 1 || ps.Commits != 0 || ps.Requests[0].Effect != NoEffect {
+			t.Fatalf("Wait = %+v, %v; want one request dropped without effect", ps, err)
+		}
+	})
+	t.Run("context ends first", func(t *testing.T) {
+		s := newServer(t)
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if _, err := s.Wait(ctx, "/r", 1); !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v; want context.Canceled", err)
+		}
+	})
+	t.Run("server closes first", func(t *testing.T) {
+		s := newServer(t)
+		done := make(chan error, 1)
+		go func() {
+			_, err := s.Wait(t.Context(), "/r", 1)
+			done <- err
+		}()
+		s.Close()
+		if err := <-done; err == nil {
+			t.Fatal("Wait on a closed server returned no error")
+		}
+	})
 }

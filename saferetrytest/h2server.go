@@ -1,4 +1,4 @@
-package faultserver
+package saferetrytest
 
 import (
 	"bufio"
@@ -49,16 +49,16 @@ func (k H2Kind) String() string {
 	return "H2Kind(" + strconv.Itoa(int(k)) + ")"
 }
 
-// ErrCode is an HTTP/2 error code (RFC 9113 §7).
+// ErrCode is an HTTP/2 error code (RFC 9113 §7). The zero value is
+// NO_ERROR.
 type ErrCode uint32
 
-// HTTP/2 error codes the server sends or a client may send.
+// HTTP/2 error codes the server sends, and a client reports.
 const (
 	ErrCodeNo            ErrCode = 0x0
 	ErrCodeProtocol      ErrCode = 0x1
 	ErrCodeInternal      ErrCode = 0x2
 	ErrCodeRefusedStream ErrCode = 0x7
-	ErrCodeCancel        ErrCode = 0x8
 )
 
 // H2Fault is what the raw server does with the next streams, in the order
@@ -73,8 +73,6 @@ type H2Fault struct {
 	// Code is the error code of H2GoAway (default NO_ERROR) and H2Reset
 	// (where 0 means INTERNAL_ERROR).
 	Code ErrCode
-	// Debug is the GOAWAY debug data.
-	Debug string
 	// Body is H2Answer's response body; default "ok\n". It must fit the
 	// client's flow-control window (Go's client grants 4 MiB); the server
 	// does not track send windows.
@@ -85,7 +83,7 @@ type H2Fault struct {
 	Arrived chan<- struct{}
 }
 
-// H2Stream is one stream the raw server received.
+// H2Stream is one stream the raw server received, as found in [H2Stats].
 type H2Stream struct {
 	Conn int    // the connection it came on, from 1 in accept order
 	ID   uint32 // its stream id
@@ -103,7 +101,8 @@ type H2Stream struct {
 	Body []byte
 }
 
-// H2Stats is a snapshot of what the raw server received.
+// H2Stats is a snapshot of what the raw server received, a deep copy the
+// caller owns.
 type H2Stats struct {
 	// Conns counts the TLS connections that negotiated h2.
 	Conns int
@@ -123,7 +122,7 @@ func (st H2Stats) Processed() int {
 }
 
 // H2Server is a minimal HTTP/2 server over TLS whose streams follow a
-// script; see the package documentation. Create it with [NewH2] and stop
+// script; see the package documentation. Create it with [NewH2Server] and stop
 // it with [H2Server.Close]. Its methods are safe for concurrent use.
 type H2Server struct {
 	ln     net.Listener
@@ -142,13 +141,13 @@ type H2Server struct {
 	streams []H2Stream
 }
 
-// NewH2 starts an H2Server on a loopback port with an in-memory
+// NewH2Server starts an H2Server on a loopback port with an in-memory
 // self-signed certificate that [H2Server.Client] trusts. It panics if it
 // cannot listen, like httptest.NewServer.
-func NewH2() *H2Server {
+func NewH2Server() *H2Server {
 	cert, err := loopbackCert()
 	if err != nil {
-		panic("faultserver: making a certificate: " + err.Error())
+		panic("saferetrytest: making a certificate: " + err.Error())
 	}
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
 		Certificates: []tls.Certificate{cert},
@@ -156,7 +155,7 @@ func NewH2() *H2Server {
 		MinVersion:   tls.VersionTLS12,
 	})
 	if err != nil {
-		panic("faultserver: failed to listen: " + err.Error())
+		panic("saferetrytest: failed to listen: " + err.Error())
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(cert.Leaf)
@@ -285,7 +284,7 @@ const (
 	maxFrameSize  = 16384 // SETTINGS_MAX_FRAME_SIZE's initial value, which we never raise
 )
 
-var errProtocol = errors.New("faultserver: HTTP/2 protocol error")
+var errProtocol = errors.New("saferetrytest: HTTP/2 protocol error")
 
 // h2conn is one connection's state, owned by its goroutine.
 type h2conn struct {
@@ -451,7 +450,7 @@ func (c *h2conn) onRequestHeaders(id uint32, endStream bool) error {
 		var p [8]byte
 		binary.BigEndian.PutUint32(p[:4], c.maxAccepted)
 		binary.BigEndian.PutUint32(p[4:], uint32(f.Code))
-		c.writeFrame(frameGoAway, 0, 0, append(p[:], f.Debug...))
+		c.writeFrame(frameGoAway, 0, 0, p[:])
 		return c.arrived(f)
 	}
 	c.maxAccepted = id
