@@ -20,11 +20,13 @@ import (
 )
 
 const demoAbout = `Starts a deliberately flaky payments API on 127.0.0.1 and drives a client
-built with saferetry.NewClient through four scenes: 503s healed by backoff,
+built with saferetry.NewClient through five scenes: 503s healed by backoff,
 a 429 whose Retry-After is honoured, a connection cut after a charge was
-committed (retried under the same Idempotency-Key, charged once), and the
-same cut without a key (not retried, charged once). Prints a timeline and a
-summary, and fails if anything diverged from what saferetry promises.`
+committed (retried under the same Idempotency-Key, charged once), the same
+cut without a key (not retried, charged once), and a POST hedged past a
+stalled server under the same Idempotency-Key (charged once). Prints a
+timeline and a summary, and fails if anything diverged from what saferetry
+promises.`
 
 // Backoff bounds of the demo's clients: small, so the demo takes seconds.
 const (
@@ -32,6 +34,9 @@ const (
 	demoMaxBackoff     = time.Second
 	// demoRetryAfter is what the rate-limited scene's server asks for.
 	demoRetryAfter = time.Second
+	// demoHedgeDelay is how long the hedged scene's client waits for an
+	// answer before it sends a hedge.
+	demoHedgeDelay = 50 * time.Millisecond
 	// demoTimeout bounds the whole demo, so a bug cannot hang it.
 	demoTimeout = 30 * time.Second
 )
@@ -136,12 +141,13 @@ func runDemo(ctx context.Context, out io.Writer, quiet bool) (report *demoReport
 	tl.note("saferetry.NewClient(WithBackoff(%v, %v), WithHook(...), ...): full jitter, default strategy.", demoInitialBackoff, demoMaxBackoff)
 
 	d := &demo{tl: tl, api: api, url: srv.URL}
-	report = &demoReport{WantCharges: map[string]int{"card_alice": 1, "card_bob": 1}}
+	report = &demoReport{WantCharges: map[string]int{"card_alice": 1, "card_bob": 1, "card_carol": 1}}
 	scenes := []func(context.Context, *sceneReport){
 		d.sceneBackoff,
 		d.sceneRetryAfter,
 		d.sceneCutWithKey,
 		d.sceneCutWithoutKey,
+		d.sceneHedge,
 	}
 	for i, run := range scenes {
 		if ctx.Err() != nil {
@@ -284,6 +290,49 @@ func (d *demo) sceneCutWithoutKey(ctx context.Context, sc *sceneReport) {
 	}
 }
 
+// sceneHedge: a POST whose first attempt stalls at the server, hedged
+// under the same key. The hedge is safe because it is the same logical
+// request: whichever attempts the server processes, it commits one charge.
+func (d *demo) sceneHedge(ctx context.Context, sc *sceneReport) {
+	*sc = sceneReport{
+		Title:  fmt.Sprintf("POST /v1/charges stalls at the server; WithHedge(%v, 1) hedges it under the same key", demoHedgeDelay),
+		Method: http.MethodPost, Path: "/v1/charges", WantAttempts: 2,
+	}
+	d.api.Script("POST /v1/charges", payments.Stall())
+	d.tl.scene(5, sc.Title)
+	d.send(ctx, sc, []byte(`{"amount":3100,"currency":"eur","card":"card_carol"}`), saferetry.WithHedge(demoHedgeDelay, 1))
+
+	d.expect(sc.Err == nil && sc.Status == http.StatusCreated, "scene 5: got %s, want 201 Created", sc.outcome())
+	hedges := 0
+	for _, ev := range sc.Retries {
+		if ev.Hedge {
+			hedges++
+		}
+	}
+	d.expect(hedges == 1 && len(sc.Retries) == 1, "scene 5: saferetry reported %d event(s), %d of them hedges; want one hedge", len(sc.Retries), hedges)
+	if len(sc.ServerSaw) != 2 {
+		return
+	}
+	first, second := sc.ServerSaw[0], sc.ServerSaw[1]
+	d.expect(first.Key != "", "scene 5: the first attempt reached the server without an Idempotency-Key")
+	d.expect(second.Key == first.Key, "scene 5: the hedge carried another key: %q, then %q", first.Key, second.Key)
+	if len(sc.Retries) == 1 {
+		d.expect(sc.Retries[0].Key == first.Key, "scene 5: saferetry reported key %q, the server saw %q", sc.Retries[0].Key, first.Key)
+	}
+	// Either attempt may reach the server first and stall; the other is
+	// the one served.
+	stalled, served := first, second
+	if second.Fault == payments.Stall() {
+		stalled, served = second, first
+	}
+	d.expect(stalled.Fault == payments.Stall() && stalled.Status == 0,
+		"scene 5: no attempt stalled until the client gave up: %+v", sc.ServerSaw)
+	d.expect(served.Status == http.StatusCreated && !served.Replayed,
+		"scene 5: the served attempt was answered %d (replayed %t), want a fresh 201", served.Status, served.Replayed)
+	d.tl.note("  The server received 2 attempts, both with Idempotency-Key %s:", first.Key)
+	d.tl.note("  the one that stalled was abandoned without a charge; the other committed the charge, once.")
+}
+
 // expectOne checks that scene n reported exactly one retry event.
 func (d *demo) expectOne(n int, sc *sceneReport) bool {
 	d.expect(len(sc.Retries) == 1, "scene %d: saferetry reported %d retry event(s), want 1", n, len(sc.Retries))
@@ -321,6 +370,13 @@ func (d *demo) send(ctx context.Context, sc *sceneReport, body []byte, opts ...s
 
 	seen := len(d.api.Requests())
 	resp, err := client.Do(req)
+	// An attempt saferetry gave up on (a losing hedge) may still be in a
+	// handler until the server notices; wait, so the timeline and
+	// ServerSaw tell the server's whole story before the caller's result.
+	if werr := d.api.Wait(ctx); werr != nil && err == nil {
+		err = werr
+		resp.Body.Close()
+	}
 	if err != nil {
 		sc.Err = err
 		sc.Attempts = 1
@@ -351,6 +407,11 @@ func (d *demo) options(sc *sceneReport) []saferetry.Option {
 	backoffRetries := 0
 	onRetry := func(ev saferetry.Event) {
 		sc.Retries = append(sc.Retries, ev)
+		if ev.Hedge {
+			d.tl.printf(whoSaferetry, "no answer after %v: hedging with attempt %d, same %s, same body",
+				demoHedgeDelay, ev.Number, describeKey(ev.Key))
+			return
+		}
 		got := outcomeText(ev.StatusCode(), ev.Err)
 		key := ""
 		if ev.Key != "" {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/saferetry/saferetry/cmd/saferetry/internal/payments"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -37,10 +39,10 @@ func TestDemo(t *testing.T) {
 		t.Errorf("the output does not end with the OK verdict")
 	}
 
-	if len(report.Scenes) != 4 {
-		t.Fatalf("got %d scenes, want 4", len(report.Scenes))
+	if len(report.Scenes) != 5 {
+		t.Fatalf("got %d scenes, want 5", len(report.Scenes))
 	}
-	for i, want := range []int{3, 2, 2, 1} {
+	for i, want := range []int{3, 2, 2, 1, 2} {
 		sc := report.Scenes[i]
 		if sc.Attempts != want || len(sc.ServerSaw) != want {
 			t.Errorf("scene %d: saferetry made %d attempts and the server saw %d, want %d", i+1, sc.Attempts, len(sc.ServerSaw), want)
@@ -48,13 +50,13 @@ func TestDemo(t *testing.T) {
 	}
 
 	t.Run("each card charged once", func(t *testing.T) {
-		for _, card := range []string{"card_alice", "card_bob"} {
+		for _, card := range []string{"card_alice", "card_bob", "card_carol"} {
 			if n := report.ChargesPerCard[card]; n != 1 {
 				t.Errorf("%s charged %d times, want 1", card, n)
 			}
 		}
-		if len(report.ChargesPerCard) != 2 {
-			t.Errorf("charges per card = %v, want only card_alice and card_bob", report.ChargesPerCard)
+		if len(report.ChargesPerCard) != 3 {
+			t.Errorf("charges per card = %v, want only card_alice, card_bob and card_carol", report.ChargesPerCard)
 		}
 	})
 
@@ -105,6 +107,46 @@ func TestDemo(t *testing.T) {
 		}
 		if len(sc.ServerSaw) != 1 || sc.ServerSaw[0].Key != "" {
 			t.Errorf("the server saw %+v, want one attempt without a key", sc.ServerSaw)
+		}
+	})
+
+	t.Run("hedged POST carries the same key and charges once", func(t *testing.T) {
+		sc := report.Scenes[4]
+		if sc.Err != nil || sc.Status != http.StatusCreated {
+			t.Fatalf("got status %d, error %v; want 201 Created", sc.Status, sc.Err)
+		}
+		if len(sc.ServerSaw) != 2 {
+			t.Fatalf("the server saw %d attempts, want 2", len(sc.ServerSaw))
+		}
+		key := sc.ServerSaw[0].Key
+		if key == "" || sc.ServerSaw[1].Key != key {
+			t.Errorf("keys on the two attempts: %q, %q; want the same injected key", key, sc.ServerSaw[1].Key)
+		}
+		if len(sc.Retries) != 1 || !sc.Retries[0].Hedge || sc.Retries[0].Number != 2 || sc.Retries[0].Key != key {
+			t.Errorf("hook events %+v, want one hedge, attempt 2, carrying key %q", sc.Retries, key)
+		}
+		var stalled, created int
+		for _, r := range sc.ServerSaw {
+			switch {
+			case r.Fault == payments.Stall() && r.Status == 0:
+				stalled++
+			case r.Status == http.StatusCreated && !r.Replayed:
+				created++
+			}
+		}
+		if stalled != 1 || created != 1 {
+			t.Errorf("server outcomes %+v, want one stalled and unanswered, one fresh 201", sc.ServerSaw)
+		}
+		for _, want := range []string{
+			"no answer after 50ms: hedging with attempt 2, same Idempotency-Key " + key,
+			"the client gave up on it: nothing committed, no reply",
+		} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("the timeline lacks %q", want)
+			}
+		}
+		if want := "5      POST /v1/charges  2 (want 2)  201 Created"; !strings.Contains(out.String(), want) {
+			t.Errorf("the summary lacks %q", want)
 		}
 	})
 }

@@ -60,6 +60,7 @@ const (
 	faultNone faultKind = iota
 	faultStatus
 	faultCut
+	faultStall
 )
 
 // Status fails a request with the given status without processing it,
@@ -75,6 +76,14 @@ func Status(code int, retryAfter string) Fault {
 // over, the stream is aborted instead.
 func CutAfterCommit() Fault { return Fault{kind: faultCut} }
 
+// Stall receives a request in full, body included, and then holds it
+// without processing it, as a stalled replica would, until the request's
+// context ends: the client gave up (canceled it, or closed its connection)
+// or the server shut down. It never commits anything and never answers.
+// The body is read first because net/http's server notices a client that
+// went away only once the request's body has been read.
+func Stall() Fault { return Fault{kind: faultStall} }
+
 // String describes the fault.
 func (f Fault) String() string {
 	switch f.kind {
@@ -86,6 +95,8 @@ func (f Fault) String() string {
 		return s
 	case faultCut:
 		return "cut after commit"
+	case faultStall:
+		return "stall until the client gives up"
 	}
 	return "none"
 }
@@ -99,7 +110,7 @@ type Request struct {
 	Key    string // its Idempotency-Key, "" if none
 	Fault  Fault  // the scripted fault it consumed, if any
 	// Status is the status the API answered with; 0 when the connection
-	// was cut instead.
+	// was cut instead, or the request stalled until the client gave up.
 	Status int
 	// Replayed reports that the answer was a stored response, replayed
 	// for the request's key.
@@ -129,6 +140,8 @@ type API struct {
 	mux *http.ServeMux
 
 	mu       sync.Mutex
+	active   int                // handlers running
+	idle     chan struct{}      // closed when active drops to 0
 	script   map[string][]Fault // route pattern -> faults still to consume
 	received []Request
 	charges  []Charge
@@ -218,7 +231,15 @@ func (a *API) route(pattern string, fn func(r *http.Request, seq int, key string
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		key := requestKey(r.Header)
 		seq, fault := a.receive(pattern, r, key)
+		defer a.done()
 		a.logf(seq, "received %s %s, %s", r.Method, r.URL.Path, describeKey(key))
+		if fault.kind == faultStall {
+			_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, maxBodyBytes+1))
+			a.logf(seq, "stalled: holding it without processing it (scripted fault)")
+			<-r.Context().Done()
+			a.logf(seq, "the client gave up on it: nothing committed, no reply")
+			return
+		}
 		if fault.kind == faultStatus {
 			if fault.retryAfter != "" {
 				w.Header().Set("Retry-After", fault.retryAfter)
@@ -252,11 +273,48 @@ func (a *API) receive(pattern string, r *http.Request, key string) (int, Fault) 
 	if queue := a.script[pattern]; len(queue) > 0 {
 		fault, a.script[pattern] = queue[0], queue[1:]
 	}
+	if a.active == 0 {
+		a.idle = make(chan struct{})
+	}
+	a.active++
 	seq := len(a.received) + 1
 	a.received = append(a.received, Request{
 		Seq: seq, At: time.Now(), Method: r.Method, Path: r.URL.Path, Key: key, Fault: fault,
 	})
 	return seq, fault
+}
+
+// done records that a handler, counted by receive, has returned.
+func (a *API) done() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.active--
+	if a.active == 0 {
+		close(a.idle)
+	}
+}
+
+// Wait returns once no request is being handled, or ctx's error when ctx
+// ends first. Scripted faults make some requests outlive their client's
+// interest (Stall holds one until the client gives up), so a caller that
+// wants the whole story of what it sent waits for the API to be idle
+// before reading Requests or Charges. Requests that arrive while it waits
+// are waited for too.
+func (a *API) Wait(ctx context.Context) error {
+	for {
+		a.mu.Lock()
+		if a.active == 0 {
+			a.mu.Unlock()
+			return nil
+		}
+		idle := a.idle
+		a.mu.Unlock()
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
 }
 
 // answered records the status a request was answered with.
