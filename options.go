@@ -34,7 +34,7 @@ func defaultConfig() config {
 		maxRetries:    DefaultMaxRetries,
 		backoff:       Exponential{Initial: DefaultInitialBackoff, Max: DefaultMaxBackoff, Jitter: FullJitter},
 		strategy:      DefaultStrategy,
-		budget:        NewBudget(),
+		budget:        new(Budget),
 		maxBodyBytes:  DefaultMaxBodyBytes,
 		keyHeader:     DefaultKeyHeader,
 		maxRetryAfter: DefaultMaxRetryAfter,
@@ -85,8 +85,8 @@ func WithStrategy(s Strategy) Option {
 }
 
 // WithBudget sets the retry budget. Each New has a budget of its own by
-// default (NewBudget()); pass one *Budget to several New calls to share
-// it, or nil to turn budgeting off.
+// default (a zero Budget: ratio 0.1); pass one *Budget to several New
+// calls to share it, or nil to turn budgeting off.
 func WithBudget(b *Budget) Option {
 	return func(c *config) { c.budget = b }
 }

@@ -162,7 +162,7 @@ func (r *retryRun) loop() (*http.Response, error) {
 	t, req := r.t, r.req
 	r.prepare()
 	host := req.URL.Host
-	t.Budget.Deposit(host)
+	t.Budget.deposit(host)
 	maxRetries := t.maxRetries()
 	areq := r.firstRequest()
 	for n := 1; ; n++ {
@@ -174,6 +174,7 @@ func (r *retryRun) loop() (*http.Response, error) {
 			// The caller gave up: nothing to classify, report or retry.
 			return nil, r.canceled(n, err)
 		}
+		t.Budget.record(host, !overloaded(resp, err))
 		a := Attempt{Request: areq, Response: resp, Err: err, Number: n, Keyed: r.keyed}
 		if r.probe != nil && err != nil {
 			a.NeverSent = r.probe.neverSent()
@@ -198,7 +199,7 @@ func (r *retryRun) loop() (*http.Response, error) {
 		if !r.mayReplayBody() {
 			return r.finish(a, r.refuse(a, StopBodyNotReplayable))
 		}
-		if !t.Budget.Withdraw(host) {
+		if !t.Budget.withdraw(host) {
 			return r.finish(a, r.refuse(a, StopBudget))
 		}
 		// Only now, the retry decided, is the body touched: a new replay
