@@ -243,13 +243,13 @@ func BenchmarkRetry(b *testing.B) {
 
 // BenchmarkRetryParallel is BenchmarkRetry from GOMAXPROCS goroutines
 // sharing one transport. transport=saferetry+budget is the same stack with
-// a budget: the Deposit and both Withdraws of every logical request
-// contend for the one host's bucket. The budget is large enough never to
-// refuse (ratio 1, a floor of 1e9 retries a second), so what it adds is
-// the accounting alone.
+// a budget: the deposit, both records and both withdrawals of every
+// logical request contend for the one host's state. The budget is large
+// enough never to refuse (unlimitedBudget), so what it adds is the
+// accounting alone.
 func BenchmarkRetryParallel(b *testing.B) {
 	srv := benchserver.New(b)
-	huge := NewBudget(BudgetRatio(1), BudgetMinRetriesPerSecond(1e9))
+	huge := unlimitedBudget()
 	contenders := []benchTransport{
 		benchBareAndStack()[0],
 		{"saferetry", func(base *http.Transport) http.RoundTripper {

@@ -3,11 +3,12 @@ package saferetry
 import (
 	"errors"
 	"fmt"
-	"math"
-	"strings"
+	"iter"
+	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/saferetry/saferetry/internal/overload"
 )
 
 // ErrBudgetExhausted is reported (test it with errors.Is) when a retry was
@@ -16,412 +17,245 @@ import (
 // this sentinel only says why retrying stopped.
 var ErrBudgetExhausted = errors.New("saferetry: retry budget exhausted")
 
-const (
-	// budgetSlots is how many time slots the sliding window is cut into.
-	// Deposits and withdrawals expire a slot at a time, so an entry counts
-	// for at least window*(budgetSlots-1)/budgetSlots and at most window.
-	budgetSlots = 10
+// defaultBudgetRatio is the ratio of the zero Budget, and of the budget
+// New installs: retries may add 10% to a host's requests (the Google SRE
+// book's per-client figure, "Handling Overload").
+const defaultBudgetRatio = 0.1
 
-	// budgetUnit is the fixed-point scale: one retry is budgetUnit units, a
-	// deposit is ratio*budgetUnit units rounded to the nearest unit. All
-	// accounting is in int64 units, so no error accumulates however many
-	// deposits are made, and a ratio of 0.1 credits exactly one retry per
-	// ten deposits.
-	budgetUnit = 1_000_000
-
-	// budgetMaxReserve caps the reserve (about 1.15e12 retries) so that a
-	// huge floor, meant as "unlimited", cannot overflow the int64 balance.
-	budgetMaxReserve = 1 << 60
-)
-
-// Budget limits retries to a fraction of the requests sent, per destination
-// host, so that a client facing a failing upstream adds a bounded extra load
-// instead of multiplying its traffic by (1 + retries). It is the retry
-// budget of Finagle (com.twitter.finagle.service.RetryBudget) and of tower
-// (tower::retry::budget::TpsBudget), and the per-client ratio the Google SRE
-// book recommends (chapter "Handling Overload": retries at most 10% of
-// requests).
+// Budget is a client's overload control for each destination host (the
+// request's URL.Host, for example "api.example.com:443"): a retry budget,
+// so that a client facing a failing upstream adds a bounded extra load
+// instead of multiplying its traffic by 1 + retries, and the state of
+// adaptive client-side throttling. Transports that share a Budget share
+// both. Its design and the evidence for each constant are in
+// cmd/saferetry/STORM.md (saferetry storm -mode sim -scenario fleet,
+// partial, metastable).
 //
-// Every logical request calls [Budget.Deposit] once, for its first attempt;
-// every retry calls [Budget.Withdraw] before waiting and is made only if it
-// returns true. For each host (the request's URL.Host, for example
-// "api.example.com:443") the budget keeps a balance over a sliding window:
+// # Retry budget
 //
-//	reserve + ratio*deposits - withdrawals
+// Each host has a balance of retry tokens. A logical request earns ratio
+// of a token when its first attempt is sent; a retry (or a hedge) spends
+// one before it waits, and is not made if less than one is left; a retry
+// granted but not made gets its token back. The balance is capped at
 //
-// where deposits and withdrawals are those made within the window and
-// reserve = floor*window (in retries; 100 with the defaults). A retry is
-// allowed while the balance is at least 1, and costs 1. A host seen for the
-// first time starts with the whole reserve, so a fresh or quiet client can
-// still retry; the reserve never expires, the deposits and withdrawals do.
-// Under a full outage, with requests arriving at a steady rate R per second,
-// this allows ratio*R + floor retries per second: each logical request costs
-// about 1 + ratio + floor/R attempts (1.1 + 10/R with the defaults), instead
-// of 1 + MaxRetries.
+//	cap = max(c, ratio·λ·W)
 //
-// The window is cut into 10 slots; deposits and withdrawals expire a slot at
-// a time, so each counts for at least nine tenths of the window and at
-// most the whole of it.
+// where c = 2 is a starting allowance, λ the host's recent rate of logical
+// requests and W = 10s: λ·W is the number of requests of the last ten
+// seconds or so, an exponentially weighted average that decays
+// continuously. A host starts full, so a fresh process (a cron job, a
+// one-shot command) can retry its first request, twice; a busy client can
+// retry a short blip, up to 10% of its last ten seconds of traffic; a
+// quiet one is held to c. Nothing is granted for time passing: tokens are
+// only earned by requests.
 //
-// Hosts that have been idle for a whole window are forgotten (their state is
-// then the same as a fresh host's), so a process that talks to an unbounded
-// number of hosts over its life does not accumulate memory.
+// Why the bound holds at any fleet size: during an outage in which one
+// client sends N logical requests, all failing, its retries are at most
+// the tokens it held when the outage began plus those it earned during
+// it, cap + ratio·N. Attempts per logical request are therefore at most
 //
-// A Budget is safe for concurrent use by any number of goroutines, and may be
-// shared by several transports so that they spend from the same per-host
-// allowance. Deposit and Withdraw take no global lock and, for a host already
-// seen, allocate nothing. The zero value is a budget with the defaults, as
-// NewBudget() returns; a nil *Budget is a budget that is switched off (it
-// allows every retry). A Budget must not be copied after first use.
+//	1 + ratio + cap/N
+//
+// where, for an outage of length T at a steady rate (N = λT), cap/N =
+// max(c/N, ratio·W/T): 1 + 0.1 + 2/60 = 1.133 for a 60s outage at one
+// request per second, 1.117 at 10 or 1000 requests per second. Every term
+// is per client, so a fleet of 10,000 instances obeys the same bound as
+// one. (Each host's cap also carries a random fraction of a token, its
+// phase, so that the instances of a fleet do not earn their next retry in
+// the same instant; it adds less than one retry to c, half of one on
+// average.) No bound of this form holds for clients that send about one
+// request each (a fleet of one-request processes, N near 1): each may
+// spend its allowance. That is the price of letting a fresh process retry
+// at all, and it is paid once per process, not per second.
+//
+// Three rules keep what the bound allows from arriving at the wrong time:
+//
+//   - Pacing. A retry also needs a pace credit; each request earns 1.5 x
+//     ratio of one, held up to max(c, ratio x the requests of the last
+//     50ms). Tokens saved in quiet times are spent at most 1.5 times as
+//     fast as they are earned, never all at an outage's first instant.
+//   - The gate. While more than half of the host's recent attempts (the
+//     last quarter second or so, and at least 10 of them) got overload
+//     answers, no retry is made, and the tokens saved beyond c are
+//     forfeited: retrying into an overloaded host only deepens its
+//     queue, and saved tokens spent as it recovers would be a retry storm
+//     of their own. A quieter client has too few attempts to tell, and is
+//     held by its tokens alone.
+//   - Nothing frees a window's allowance at one instant: there is no
+//     window. Every average decays continuously, in steps of 10ms.
+//
+// # Throttling
+//
+// When throttling is on (the stack's K > 0), every attempt, first or
+// retry, is first offered to the host's throttle, which rejects it
+// locally with probability
+//
+//	max(0, (requests - K·accepts) / (requests + 1)), at most 0.9
+//
+// (the Google SRE book's client-side throttling), where requests are the
+// attempts that got an outcome or were rejected, and accepts those that
+// got an answer other than an overload one (429, 503, a refused
+// connection, an attempt timeout), both averaged over the last quarter
+// second or so; with fewer than 10 requests there, nothing is rejected. A
+// client thus stops sending what an overloaded host would refuse anyway,
+// first attempts included, and keeps probing with at least one attempt in
+// ten. The short window lets it go within a second once the host answers
+// again.
+//
+// # Memory, concurrency, zero value
+//
+// A host's state is a few words: about 160 bytes with its map entry and a
+// 30-byte name, measured with 200,000 hosts. A host idle for 30 seconds
+// whose state is that of a fresh host (tokens full, no recent throttle
+// history) is forgotten, and so is any host idle for 10 minutes, so a
+// client that talks to an unbounded number of hosts (a webhook sender)
+// keeps bounded memory. (A host refused retries that comes back after 10
+// minutes of silence starts with the allowance again: at most c retries
+// per 10 minutes of silence.)
+//
+// A Budget is safe for concurrent use by any number of goroutines and
+// transports. Its per-host operations take no lock and, for a host already
+// known, allocate nothing. The zero value is a budget with ratio 0.1, as
+// NewBudget(0.1) returns; a nil *Budget is overload control switched off:
+// every retry and every attempt is allowed and nothing is recorded. A
+// Budget must not be copied after first use.
 type Budget struct {
-	once sync.Once
-
-	// Set once, by init, before any other use.
-	now      func() time.Time // nil: the system's monotonic clock, read by time.Since
-	origin   time.Time        // the clock's reading at init: epoch 0 starts here
-	slotLen  time.Duration    // window / budgetSlots, at least 1ns
-	credit   int64            // units per Deposit
-	reserve  int64            // units a fresh host starts with
-	disabled bool             // ratio and reserve too small to ever allow a retry
-
-	hosts     sync.Map     // host string -> *hostBucket
-	nextSweep atomic.Int64 // epoch at or after which idle hosts are swept
+	once   sync.Once
+	origin time.Time // the monotonic clock's reading at first use: time 0
+	table  overload.Table
 }
 
-// hostBucket is one host's balance. Times are counted in epochs: the
-// number of whole slots since Budget.origin. slots[e%budgetSlots] holds the
-// net units (credits minus withdrawals) of epoch e, for the budgetSlots
-// epochs up to cur; balance is always reserve plus the sum of slots, so a
-// Withdraw reads one word instead of ten.
-//
-// Ordering that keeps balance and slots consistent without a lock on the
-// hot path:
-//   - Deposit adds to its slot first, then to balance; Withdraw takes from
-//     balance first (a CAS loop that never lets it fall below zero), then
-//     from its slot. Either way balance is at most reserve+sum(slots) while
-//     an operation is half done, so a concurrent Withdraw can only be
-//     refused spuriously, never granted spuriously.
-//   - advance expires slots (swap to zero, then subtract from balance) under
-//     mu and publishes the new cur only after that, so an operation that
-//     reads the new epoch always sees the expired balance; operations still
-//     using the previous epoch act as if they had happened just before it.
-//
-// The one inexact case: a caller that read the clock a whole window before
-// it reaches the bucket (preempted for that long) can still find the
-// bucket's old epoch current and act on it after a sweep has evicted it.
-// Its deposit or withdrawal is then lost with the bucket, which can let
-// one extra retry through per caller so delayed.
-type hostBucket struct {
-	balance atomic.Int64
-	cur     atomic.Int64
-	slots   [budgetSlots]atomic.Int64
+// defaultOverload is the configuration of every budget with the default
+// ratio, shared: it is immutable.
+var defaultOverload = overload.NewConfig(overload.Defaults(defaultBudgetRatio))
 
-	mu   sync.Mutex // serialises advance and eviction
-	dead bool       // guarded by mu: evicted, no longer in Budget.hosts
-}
-
-// budgetConfig is what BudgetOption functions set.
-type budgetConfig struct {
-	ratio  float64
-	window time.Duration
-	floor  float64
-	now    func() time.Time
-}
-
-// BudgetOption configures a Budget made by NewBudget. An option given an
-// invalid value makes NewBudget panic with a message naming the option and
-// the value, as regexp.MustCompile does: a budget is configured once, by the
-// programmer, and a mistake should stop the program at start-up rather than
-// surface as odd retry behaviour under load.
-type BudgetOption func(*budgetConfig)
-
-// BudgetRatio sets the fraction of a retry that each logical request earns:
-// 0.1 (the default, Google SRE's per-client figure) allows one retry per ten
-// requests, 1 allows one retry per request, 0 allows only the floor. r must
-// be within [0, 1]. The credit is kept to the nearest millionth of a retry.
-func BudgetRatio(r float64) BudgetOption {
-	return func(c *budgetConfig) {
-		if !(r >= 0 && r <= 1) { // also rejects NaN
-			panic(fmt.Sprintf("saferetry: BudgetRatio(%v): ratio must be within [0, 1]", r))
-		}
-		c.ratio = r
+// NewBudget returns a budget whose requests each earn ratio of a retry
+// (0.1, the default, allows retries to add 10% to a host's requests; 1,
+// one retry per request; 0 refuses every retry). The ratio is kept to
+// the nearest 1/10,000. It panics,
+// naming the value, if ratio is not within [0, 1]: a budget is configured
+// once, by the programmer, and a mistake should stop the program at start
+// rather than surface as odd retry behaviour under load.
+func NewBudget(ratio float64) *Budget {
+	if !(ratio >= 0 && ratio <= 1) { // also rejects NaN
+		panic(fmt.Sprintf("saferetry: NewBudget(%v): ratio must be within [0, 1]", ratio))
 	}
-}
-
-// BudgetWindow sets how long deposits and withdrawals count: 10 seconds by
-// default, as in Finagle and tower. A longer window smooths bursts but
-// recovers more slowly after an outage; it also scales the reserve, which is
-// floor*window. d must be greater than zero. The window is kept as 10 slots
-// of d/10 each (at least 1ns).
-func BudgetWindow(d time.Duration) BudgetOption {
-	return func(c *budgetConfig) {
-		if d <= 0 {
-			panic(fmt.Sprintf("saferetry: BudgetWindow(%v): window must be greater than zero", d))
-		}
-		c.window = d
-	}
-}
-
-// BudgetMinRetriesPerSecond sets the floor: retries per second allowed for a
-// host however few requests it receives, so that a client with little
-// traffic can still retry. The default is 10. It takes effect as a reserve
-// of n*window retries that every host starts with and that never expires,
-// which also bounds the extra load of a quiet client to n retries per
-// second. n must be finite and not negative; 0 means retries are earned by
-// traffic alone.
-func BudgetMinRetriesPerSecond(n float64) BudgetOption {
-	return func(c *budgetConfig) {
-		if !(n >= 0) || math.IsInf(n, 1) { // also rejects NaN
-			panic(fmt.Sprintf("saferetry: BudgetMinRetriesPerSecond(%v): floor must be finite and >= 0", n))
-		}
-		c.floor = n
-	}
-}
-
-// BudgetClock sets the function the budget reads the time from: time.Now
-// by default. Tests and discrete-event simulators pass a virtual clock. The
-// budget measures time from the clock's reading when NewBudget is called; a
-// reading that goes back (earlier than one already used for the same host,
-// or than that first reading) counts as the latest time already used. now
-// must not be nil, and must be safe for concurrent use if the Budget is
-// used concurrently.
-func BudgetClock(now func() time.Time) BudgetOption {
-	return func(c *budgetConfig) {
-		if now == nil {
-			panic("saferetry: BudgetClock(nil): clock must not be nil")
-		}
-		c.now = now
-	}
-}
-
-// NewBudget returns a retry budget with the given options, defaults being a
-// ratio of 0.1, a window of 10 seconds and a floor of 10 retries per second
-// (a reserve of 100 retries per host). It panics if an option's value is
-// invalid. Nil options are ignored.
-func NewBudget(opts ...BudgetOption) *Budget {
-	c := defaultBudgetConfig()
-	for _, o := range opts {
-		if o != nil {
-			o(&c)
-		}
+	c := defaultOverload
+	if ratio != defaultBudgetRatio {
+		c = overload.NewConfig(overload.Defaults(ratio))
 	}
 	b := new(Budget)
 	b.once.Do(func() { b.init(c) })
 	return b
 }
 
-func defaultBudgetConfig() budgetConfig {
-	return budgetConfig{ratio: 0.1, window: 10 * time.Second, floor: 10}
+func (b *Budget) init(c *overload.Config) {
+	b.origin = time.Now()
+	b.table.Init(c)
 }
 
-// init resolves a configuration into the budget's fixed-point settings.
-func (b *Budget) init(c budgetConfig) {
-	b.now = c.now
-	if c.now == nil {
-		b.origin = time.Now()
-	} else {
-		b.origin = c.now()
-	}
-	b.slotLen = max(c.window/budgetSlots, 1)
-	b.credit = int64(math.Round(c.ratio * budgetUnit))
-	reserve := math.Round(c.floor * c.window.Seconds() * budgetUnit)
-	b.reserve = int64(min(reserve, budgetMaxReserve))
-	b.disabled = b.credit == 0 && b.reserve < budgetUnit
-	b.nextSweep.Store(budgetSlots)
+// now returns the time since the budget's first use on the monotonic
+// clock (time.Since reads only the monotonic clock: half the cost of
+// time.Now().Sub on the path of every request).
+func (b *Budget) now() time.Duration {
+	b.once.Do(func() { b.init(defaultOverload) })
+	return time.Since(b.origin)
 }
 
-// initDefault makes the zero Budget behave as NewBudget().
-func (b *Budget) initDefault() { b.init(defaultBudgetConfig()) }
-
-// Deposit records that a logical request is being sent to host (its first
-// attempt), which credits ratio of a retry to the host's budget for one
-// window. Call it once per logical request, not once per attempt. On a nil
-// Budget it does nothing. It is safe for concurrent use.
-func (b *Budget) Deposit(host string) {
+// deposit records a logical request's first attempt to host, earning
+// ratio of a retry. Call it once per logical request, when its first
+// attempt is sent (after admit let it through).
+func (b *Budget) deposit(host string) {
 	if b == nil {
 		return
 	}
-	b.once.Do(b.initDefault)
-	if b.credit == 0 {
-		return
-	}
-	e := b.epoch()
-	for {
-		k := b.bucket(host, e)
-		if s := k.slot(b, e); s != nil {
-			s.Add(b.credit)
-			k.balance.Add(b.credit)
-			return
-		}
-		// k was evicted while we held it; the next lookup makes a new one.
-	}
+	b.table.Deposit(host, b.now())
 }
 
-// Withdraw asks for one retry to host. If the host's balance allows a retry
-// it spends one and returns true; otherwise it spends nothing and returns
-// false, and the retry must not be made. Call it before waiting out the
-// backoff, so that a refused retry is not waited for. On a nil Budget it
-// returns true. It is safe for concurrent use: the check and the spending
-// are one atomic step, so concurrent callers never spend more than the
-// balance holds.
-func (b *Budget) Withdraw(host string) bool {
+// withdraw asks for a retry or a hedge to host, before waiting for it: it
+// spends a token and returns true, or spends nothing and returns false,
+// and the retry must not be made. The check and the spending are one
+// atomic step: concurrent callers never spend more than the balance.
+func (b *Budget) withdraw(host string) bool {
 	if b == nil {
 		return true
 	}
-	b.once.Do(b.initDefault)
-	if b.disabled {
-		return false
-	}
-	e := b.epoch()
-	for {
-		k := b.bucket(host, e)
-		s := k.slot(b, e)
-		if s == nil {
-			continue // k was evicted while we held it
-		}
-		for {
-			v := k.balance.Load()
-			if v < budgetUnit {
-				return false
-			}
-			if k.balance.CompareAndSwap(v, v-budgetUnit) {
-				break
-			}
-		}
-		s.Add(-budgetUnit)
-		return true
-	}
+	return b.table.Withdraw(host, b.now())
 }
 
-// refund gives back a retry that Withdraw granted but that was not made
-// (the body could not be replayed after all, or the caller gave up during
-// the wait), so an aborted retry does not cost other requests one.
+// refund gives back a token withdraw granted for a retry that was not made
+// (the body could not be replayed, the caller gave up during the wait,
+// the throttle rejected it), so an aborted retry costs no one else one.
 func (b *Budget) refund(host string) {
 	if b == nil {
 		return
 	}
-	e := b.epoch()
-	for {
-		k := b.bucket(host, e)
-		if s := k.slot(b, e); s != nil {
-			s.Add(budgetUnit)
-			k.balance.Add(budgetUnit)
+	b.table.Refund(host, b.now())
+}
+
+// admit is the throttle's decision for an attempt to host, any attempt,
+// first or retry, made just before it is sent: false means reject it
+// locally (it is then never sent, and counts as a request the throttle
+// refused). k <= 0 means throttling off: admit returns true at once. An
+// attempt admit let through counts as a request when record gets its
+// outcome, not before: counted when sent, attempts still in flight would
+// look refused, and a fresh host's second concurrent attempt would face a
+// rejection probability of one half.
+func (b *Budget) admit(host string, k float64) bool {
+	if b == nil || k <= 0 {
+		return true
+	}
+	// rand.Float64 is drawn only when the rejection probability is above
+	// zero: a healthy host costs no random number.
+	return b.table.Admit(host, b.now(), k, rand.Float64)
+}
+
+// record counts an attempt to host that got an outcome, as a request, and
+// as an accepted one unless accepted is false: false only for an overload
+// outcome (429, 503, a refused connection, an attempt timeout); the
+// caller decides which. An attempt that got no outcome (a canceled hedge,
+// a caller that gave up) is recorded neither way. It records whatever the
+// throttle's K, so that Hosts reports the rates with throttling off too.
+func (b *Budget) record(host string, accepted bool) {
+	if b == nil {
+		return
+	}
+	b.table.Record(host, b.now(), accepted)
+}
+
+// HostState is a snapshot of a Budget's state for one host, for telemetry.
+type HostState struct {
+	// RetryTokens is the number of retries the budget holds for the host
+	// (it may be fractional; a retry needs at least 1). Pacing may spread
+	// them out, and the gate may refuse them while the host is
+	// overloaded.
+	RetryTokens float64
+	// RejectProbability is the probability, from 0 to 0.9, with which
+	// the throttle would reject the host's next attempt, for the K it was
+	// last used with; 0 if throttling has not been used for the host.
+	RejectProbability float64
+	// Requests is the rate, in attempts per second, of attempts to the
+	// host that got an outcome or were rejected by the throttle,
+	// exponentially averaged over the last quarter second or so.
+	Requests float64
+	// Accepts is the rate, in attempts per second, of attempts that got
+	// an answer other than an overload one, averaged likewise.
+	Accepts float64
+}
+
+// Hosts iterates over the hosts the budget currently tracks and their
+// state. It is safe to call concurrently with requests; a host added or
+// forgotten meanwhile may or may not be seen. A nil Budget tracks none.
+func (b *Budget) Hosts() iter.Seq2[string, HostState] {
+	return func(yield func(string, HostState) bool) {
+		if b == nil {
 			return
 		}
-	}
-}
-
-// epoch returns the number of whole slots between the budget's origin and
-// now; a clock reading before the origin counts as epoch 0.
-func (b *Budget) epoch() int64 {
-	var d time.Duration
-	if b.now == nil {
-		// time.Since reads only the monotonic clock: about half the cost
-		// of time.Now().Sub on the hot path of every request.
-		d = time.Since(b.origin)
-	} else {
-		d = b.now().Sub(b.origin)
-	}
-	if d < 0 {
-		return 0
-	}
-	return int64(d / b.slotLen)
-}
-
-// bucket returns host's bucket, making it if host has not been seen (or was
-// evicted).
-func (b *Budget) bucket(host string, e int64) *hostBucket {
-	if v, ok := b.hosts.Load(host); ok {
-		return v.(*hostBucket)
-	}
-	return b.addBucket(host, e)
-}
-
-// addBucket is the slow path of bucket. It is also where idle hosts are
-// swept, because a new host is what makes the map grow.
-func (b *Budget) addBucket(host string, e int64) *hostBucket {
-	b.maybeSweep(e)
-	k := new(hostBucket)
-	k.cur.Store(e)
-	k.balance.Store(b.reserve)
-	// Clone the key so that the map does not pin a larger string the host
-	// may have been sliced from.
-	v, _ := b.hosts.LoadOrStore(strings.Clone(host), k)
-	return v.(*hostBucket)
-}
-
-// slot returns the counter for epoch e, first expiring the slots that e
-// leaves behind. An e older than the bucket's newest epoch (a clock that went
-// backwards, or a caller that read the clock before another advanced the
-// bucket) is counted in the newest epoch. slot returns nil if the bucket was
-// evicted.
-func (k *hostBucket) slot(b *Budget, e int64) *atomic.Int64 {
-	cur := k.cur.Load()
-	if e > cur {
-		var ok bool
-		if cur, ok = k.advance(e); !ok {
-			return nil
-		}
-		b.maybeSweep(e) // not under k.mu: the sweep locks buckets itself
-	}
-	return &k.slots[cur%budgetSlots]
-}
-
-// advance moves the bucket's newest epoch to e (if e is newer), expiring
-// the slots of epochs that fall out of the window. It reports false if the
-// bucket has been evicted. When two goroutines advance at once, the second
-// finds the work done and only reads the new epoch.
-func (k *hostBucket) advance(e int64) (int64, bool) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.dead {
-		return 0, false
-	}
-	cur := k.cur.Load()
-	if e <= cur {
-		return cur, true
-	}
-	// Epochs cur+1..e reuse the slots of cur+1-budgetSlots..e-budgetSlots,
-	// which have left the window; after a gap of a whole window or more,
-	// every slot has.
-	n := min(e-cur, budgetSlots)
-	for i := int64(1); i <= n; i++ {
-		if v := k.slots[(cur+i)%budgetSlots].Swap(0); v != 0 {
-			k.balance.Add(-v)
+		for host, s := range b.table.All(b.now()) {
+			hs := HostState{RetryTokens: s.Tokens, RejectProbability: s.Reject, Requests: s.Requests, Accepts: s.Accepts}
+			if !yield(host, hs) {
+				return
+			}
 		}
 	}
-	k.cur.Store(e) // publish only once balance no longer counts expired slots
-	return e, true
-}
-
-// maybeSweep evicts hosts idle for a whole window, at most once per window,
-// in the goroutine of whichever caller first notices a sweep is due. An
-// idle host's slots have all expired, so forgetting it loses nothing: if it
-// comes back it gets a fresh bucket in exactly the state the old one had.
-// The sweep costs O(hosts) once per window, on the slow path only (a new
-// host, or a host's first call in a new slot).
-func (b *Budget) maybeSweep(e int64) {
-	next := b.nextSweep.Load()
-	if e < next || !b.nextSweep.CompareAndSwap(next, e+budgetSlots) {
-		return
-	}
-	b.hosts.Range(func(key, v any) bool {
-		if k := v.(*hostBucket); e-k.cur.Load() >= budgetSlots {
-			k.evictIfIdle(b, key, e)
-		}
-		return true
-	})
-}
-
-// evictIfIdle removes k from b.hosts if it is still idle at epoch e. Under
-// k.mu, so that a concurrent advance either sees it dead (and looks the host
-// up again) or has already made it not idle.
-func (k *hostBucket) evictIfIdle(b *Budget, key any, e int64) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.dead || e-k.cur.Load() < budgetSlots {
-		return
-	}
-	k.dead = true
-	b.hosts.CompareAndDelete(key, k)
 }

@@ -4,99 +4,112 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
-	"time"
 )
 
-// The budget benchmarks use the default clock (time.Now) unless their name
-// says "fixed clock": the clock is read once per call and is part of what
-// a caller pays. Each op of the Deposit+Withdraw benchmarks is one logical
-// request: one Deposit and one Withdraw.
+// The budget benchmarks read the monotonic clock as Budget does: it is
+// part of what a caller pays. Each op of the Deposit+Withdraw benchmarks is
+// one logical request: one deposit and one withdrawal; Deposit+record adds
+// the record of its attempt's outcome, which the retry loop now makes for
+// every attempt.
 
 const budgetBenchHost = "api.example.com:443"
 
 func BenchmarkBudget(b *testing.B) {
 	b.Run("Deposit", func(b *testing.B) {
-		bud := NewBudget()
-		bud.Deposit(budgetBenchHost)
+		bud := NewBudget(0.1)
+		bud.deposit(budgetBenchHost)
 		b.ReportAllocs()
 		for b.Loop() {
-			bud.Deposit(budgetBenchHost)
+			bud.deposit(budgetBenchHost)
 		}
 	})
 	b.Run("Deposit+Withdraw granted", func(b *testing.B) {
 		// A ratio of 1 and a deposit per op keep the budget in credit, so
-		// every Withdraw spends (compare-and-swap plus slot update).
-		bud := NewBudget(BudgetRatio(1))
-		bud.Deposit(budgetBenchHost)
+		// every withdrawal spends (compare-and-swap).
+		bud := NewBudget(1)
+		bud.deposit(budgetBenchHost)
 		b.ReportAllocs()
 		for b.Loop() {
-			bud.Deposit(budgetBenchHost)
-			bud.Withdraw(budgetBenchHost)
+			bud.deposit(budgetBenchHost)
+			bud.withdraw(budgetBenchHost)
 		}
 	})
 	b.Run("Withdraw refused", func(b *testing.B) {
-		bud := NewBudget()
-		budgetDrain(bud, budgetBenchHost)
+		bud := NewBudget(0.1)
+		for bud.withdraw(budgetBenchHost) {
+		}
 		b.ReportAllocs()
 		for b.Loop() {
-			bud.Withdraw(budgetBenchHost)
+			bud.withdraw(budgetBenchHost)
 		}
 	})
 	b.Run("Deposit+Withdraw", func(b *testing.B) {
-		// The defaults: once the reserve is spent, 1 Withdraw in 10 is
-		// granted.
-		bud := NewBudget()
-		bud.Deposit(budgetBenchHost)
+		// The defaults: once the allowance is spent, 1 withdrawal in 10
+		// is granted.
+		bud := NewBudget(0.1)
+		bud.deposit(budgetBenchHost)
 		b.ReportAllocs()
 		for b.Loop() {
-			bud.Deposit(budgetBenchHost)
-			bud.Withdraw(budgetBenchHost)
+			bud.deposit(budgetBenchHost)
+			bud.withdraw(budgetBenchHost)
 		}
 	})
-	b.Run("Deposit+Withdraw fixed clock", func(b *testing.B) {
-		now := time.Now()
-		bud := NewBudget(BudgetClock(func() time.Time { return now }))
-		bud.Deposit(budgetBenchHost)
+	b.Run("Deposit+record", func(b *testing.B) {
+		// A logical request that succeeds at once: what every request
+		// pays.
+		bud := NewBudget(0.1)
+		bud.deposit(budgetBenchHost)
 		b.ReportAllocs()
 		for b.Loop() {
-			bud.Deposit(budgetBenchHost)
-			bud.Withdraw(budgetBenchHost)
+			bud.deposit(budgetBenchHost)
+			bud.record(budgetBenchHost, true)
+		}
+	})
+	b.Run("Deposit+admit+record throttled", func(b *testing.B) {
+		// The same with throttling on (K = 2): one more lookup.
+		bud := NewBudget(0.1)
+		bud.deposit(budgetBenchHost)
+		b.ReportAllocs()
+		for b.Loop() {
+			bud.admit(budgetBenchHost, 2)
+			bud.deposit(budgetBenchHost)
+			bud.record(budgetBenchHost, true)
 		}
 	})
 	b.Run("Nil", func(b *testing.B) {
 		var bud *Budget
 		b.ReportAllocs()
 		for b.Loop() {
-			bud.Deposit(budgetBenchHost)
-			bud.Withdraw(budgetBenchHost)
+			bud.deposit(budgetBenchHost)
+			bud.withdraw(budgetBenchHost)
 		}
 	})
 }
 
-// BenchmarkBudgetParallel measures Deposit+Withdraw from GOMAXPROCS
-// goroutines, on one host (every goroutine contends for the same bucket)
-// and spread over many hosts (the shared map is read-mostly; buckets
-// rarely collide).
+// BenchmarkBudgetParallel measures deposit+withdraw from GOMAXPROCS
+// goroutines, on one host (every goroutine contends for the same state)
+// and spread over many hosts (the shared map is read-mostly; hosts rarely
+// collide).
 func BenchmarkBudgetParallel(b *testing.B) {
 	hosts := make([]string, 1024)
 	for i := range hosts {
 		hosts[i] = fmt.Sprintf("host-%d.example:443", i)
 	}
 	b.Run("one host", func(b *testing.B) {
-		bud := NewBudget()
-		bud.Deposit(budgetBenchHost)
+		bud := NewBudget(0.1)
+		bud.deposit(budgetBenchHost)
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				bud.Deposit(budgetBenchHost)
-				bud.Withdraw(budgetBenchHost)
+				bud.deposit(budgetBenchHost)
+				bud.withdraw(budgetBenchHost)
 			}
 		})
 	})
 	b.Run("many hosts", func(b *testing.B) {
-		bud := NewBudget()
+		bud := NewBudget(0.1)
 		for _, h := range hosts {
-			bud.Deposit(h)
+			bud.deposit(h)
 		}
 		var seed atomic.Uint32
 		b.ReportAllocs()
@@ -105,8 +118,8 @@ func BenchmarkBudgetParallel(b *testing.B) {
 			i := int(seed.Add(257)) % len(hosts)
 			for pb.Next() {
 				h := hosts[i]
-				bud.Deposit(h)
-				bud.Withdraw(h)
+				bud.deposit(h)
+				bud.withdraw(h)
 				i = (i + 1) % len(hosts)
 			}
 		})

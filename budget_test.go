@@ -1,824 +1,287 @@
 package saferetry
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
-	"regexp"
-	"runtime"
+	"net"
+	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/saferetry/saferetry/internal/overload"
+	"github.com/saferetry/saferetry/internal/testutil"
 )
-
-// budgetTestClock is a virtual clock for BudgetClock, safe for concurrent use.
-type budgetTestClock struct{ offset atomic.Int64 }
-
-var budgetClockStart = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-
-func (c *budgetTestClock) now() time.Time {
-	return budgetClockStart.Add(time.Duration(c.offset.Load()))
-}
-func (c *budgetTestClock) set(d time.Duration)     { c.offset.Store(int64(d)) }
-func (c *budgetTestClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
-func newTestBudget(opts ...BudgetOption) (*Budget, *budgetTestClock) {
-	c := new(budgetTestClock)
-	return NewBudget(append([]BudgetOption{BudgetClock(c.now)}, opts...)...), c
-}
-
-// budgetWithdrawN calls Withdraw n times and returns how many were granted.
-func budgetWithdrawN(b *Budget, host string, n int) int {
-	granted := 0
-	for range n {
-		if b.Withdraw(host) {
-			granted++
-		}
-	}
-	return granted
-}
 
 // budgetDrain withdraws until refused and returns how many were granted.
 func budgetDrain(b *Budget, host string) int {
 	n := 0
-	for b.Withdraw(host) {
+	for b.withdraw(host) {
 		n++
 	}
 	return n
 }
 
-// checkBudgetConsistent fails if a bucket's balance is not reserve plus the sum
-// of its slots. Call it only when no operation is in flight.
-func checkBudgetConsistent(t *testing.T, b *Budget) {
-	t.Helper()
-	b.hosts.Range(func(key, v any) bool {
-		k := v.(*hostBucket)
-		sum := b.reserve
-		for i := range k.slots {
-			sum += k.slots[i].Load()
-		}
-		if got := k.balance.Load(); got != sum {
-			t.Errorf("host %q: balance %d, want reserve+slots = %d", key, got, sum)
-		}
-		return true
-	})
-}
-
-func budgetHostCount(b *Budget) int {
-	n := 0
-	b.hosts.Range(func(any, any) bool { n++; return true })
-	return n
-}
-
-// budgetOutageResult is what simulateBudgetOutage counted over its
-// measured interval.
-type budgetOutageResult struct{ requests, attempts int }
-
-func (r budgetOutageResult) perRequest() float64 { return float64(r.attempts) / float64(r.requests) }
-
-// simulateBudgetOutage replays a full outage against one host: logical requests
-// arrive every 1/rate seconds for the whole outage, every attempt fails, and
-// each request retries up to len(backoff) times, asking the budget before
-// each wait (as the transport does) and giving up at the first refusal.
-// Attempts and requests are counted when they happen within [from, outage).
-func simulateBudgetOutage(rate float64, outage, from time.Duration, backoff []time.Duration, opts ...BudgetOption) budgetOutageResult {
-	const host = "api.example.com:443"
-	b, clk := newTestBudget(opts...)
-	interval := time.Duration(float64(time.Second) / rate)
-	counted := func(at time.Duration) bool { return at >= from && at < outage }
-
-	// With fixed backoffs, the retries waiting at each level are due in the
-	// order they were scheduled: one FIFO queue per level is a priority
-	// queue. queues[i] holds the due times of retry i+1.
-	queues := make([][]time.Duration, len(backoff))
-	var res budgetOutageResult
-	// failed is called when an attempt (retry number n, 0 for the first
-	// attempt) fails at time at.
-	failed := func(at time.Duration, n int) {
-		if counted(at) {
-			res.attempts++
-		}
-		if n < len(backoff) && b.Withdraw(host) {
-			queues[n] = append(queues[n], at+backoff[n])
-		}
-	}
-	next := time.Duration(0)
-	for {
-		// The earliest event: a queued retry, or else the next arrival.
-		level, at := -1, next
-		for i, q := range queues {
-			if len(q) > 0 && q[0] <= at {
-				level, at = i, q[0]
-			}
-		}
-		if at >= outage {
-			return res
-		}
-		clk.set(at)
-		if level >= 0 {
-			queues[level] = queues[level][1:]
-			failed(at, level+1)
-			continue
-		}
-		b.Deposit(host)
-		if counted(at) {
-			res.requests++
-		}
-		failed(at, 0)
-		next += interval
-	}
-}
-
-func TestBudgetAmplificationUnderOutage(t *testing.T) {
-	// The transport's default backoff without jitter (100ms doubling, 3
-	// retries), and retries without waiting.
-	defaultBackoff := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond}
-	noWait := []time.Duration{0, 0, 0}
-	tests := []struct {
-		name    string
-		rate    float64 // logical requests per second
-		backoff []time.Duration
-		ratio   float64
-		floor   float64
-	}{
-		{"10/s", 10, defaultBackoff, 0.1, 10},
-		{"100/s", 100, defaultBackoff, 0.1, 10},
-		{"1000/s", 1000, defaultBackoff, 0.1, 10},
-		{"10000/s", 10000, defaultBackoff, 0.1, 10},
-		{"1000/s no wait", 1000, noWait, 0.1, 10},
-		{"100/s ratio 0.2 floor 5", 100, defaultBackoff, 0.2, 5},
-		{"50/s ratio 0 floor 1", 50, defaultBackoff, 0, 1},
-	}
-	// An 80 s outage, measured over its last 60 s: six whole windows, after
-	// the reserve's initial burst and the first window's transient. Once
-	// that has passed, the grants repeat window after window (a slot's
-	// expiry frees exactly what the same slot spent a window earlier) and
-	// each window allows floor*window + ratio*deposits retries, exact in
-	// fixed point. So the only error left comes from retries whose
-	// requests straddle the edges of the measured interval, at most the 3
-	// retries of a few requests at each edge: at 10/s, under 6 attempts of
-	// 1260 (0.5%), and far less at higher rates. 1% covers that; the
-	// failures it must catch are much larger (no budget: 4x; a lost floor
-	// at 10/s: 1.1 instead of 2.1; a slot too many or too few: 10%).
-	const (
-		outage    = 80 * time.Second
-		from      = 20 * time.Second
-		tolerance = 0.01
-	)
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			res := simulateBudgetOutage(tt.rate, outage, from, tt.backoff,
-				BudgetRatio(tt.ratio), BudgetMinRetriesPerSecond(tt.floor))
-			want := 1 + tt.ratio + tt.floor/tt.rate
-			got := res.perRequest()
-			t.Logf("%d requests, %d attempts: %.4f attempts per request (want %.4f)",
-				res.requests, res.attempts, got, want)
-			if math.Abs(got-want)/want > tolerance {
-				t.Errorf("attempts per request = %.4f, want %.4f ± %.0f%%", got, want, tolerance*100)
-			}
-		})
-	}
-}
-
-func TestBudgetFreshHostHasReserve(t *testing.T) {
-	tests := []struct {
-		name string
-		opts []BudgetOption
-		want int // floor * window
-	}{
-		{"defaults", nil, 100},
-		{"floor 5 window 2s", []BudgetOption{BudgetMinRetriesPerSecond(5), BudgetWindow(2 * time.Second)}, 10},
-		{"floor 0.5", []BudgetOption{BudgetMinRetriesPerSecond(0.5)}, 5},
-		{"floor 0.3 rounds without drift", []BudgetOption{BudgetMinRetriesPerSecond(0.3)}, 3},
-		{"floor 0", []BudgetOption{BudgetMinRetriesPerSecond(0)}, 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			b, _ := newTestBudget(tt.opts...)
-			if got := budgetWithdrawN(b, "a", tt.want+50); got != tt.want {
-				t.Errorf("granted %d retries with no traffic, want the reserve, %d", got, tt.want)
-			}
-		})
-	}
-}
-
-// TestBudgetWindowSlides uses synctest and the default clock (time.Now),
-// so time.Sleep moves the bubble's fake clock exactly.
-func TestBudgetWindowSlides(t *testing.T) {
-	t.Run("withdrawals expire", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			b := NewBudget() // 100 retries reserve, 10 s window
-			if got := budgetDrain(b, "a"); got != 100 {
-				t.Fatalf("fresh host: granted %d, want 100", got)
-			}
-			time.Sleep(5 * time.Second)
-			if got := budgetWithdrawN(b, "a", 10); got != 0 {
-				// Nothing has expired yet: the reserve is the floor for the
-				// whole window, already spent.
-				t.Fatalf("at 5s: granted %d, want 0", got)
-			}
-			time.Sleep(5*time.Second - time.Nanosecond)
-			if b.Withdraw("a") {
-				t.Fatal("at 10s-1ns: retry granted, want the t=0 withdrawals still counted")
-			}
-			time.Sleep(time.Nanosecond)
-			if got := budgetDrain(b, "a"); got != 100 {
-				t.Fatalf("at 10s: granted %d, want the 100 withdrawn at t=0 back", got)
-			}
-		})
-	})
-	t.Run("expires a slot at a time", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			b := NewBudget()
-			if got := budgetWithdrawN(b, "a", 40); got != 40 {
-				t.Fatalf("t=0: granted %d, want 40", got)
-			}
-			time.Sleep(3 * time.Second)
-			if got := budgetDrain(b, "a"); got != 60 {
-				t.Fatalf("t=3s: granted %d, want 60", got)
-			}
-			time.Sleep(7 * time.Second) // t=10s: the 40 from t=0 expire
-			if got := budgetDrain(b, "a"); got != 40 {
-				t.Fatalf("t=10s: granted %d, want 40", got)
-			}
-			time.Sleep(3 * time.Second) // t=13s: the 60 from t=3s expire
-			if got := budgetDrain(b, "a"); got != 60 {
-				t.Fatalf("t=13s: granted %d, want 60", got)
-			}
-		})
-	})
-	t.Run("deposits expire", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			b := NewBudget(BudgetRatio(1), BudgetMinRetriesPerSecond(0))
-			for range 5 {
-				b.Deposit("a")
-			}
-			time.Sleep(10 * time.Second)
-			if b.Withdraw("a") {
-				t.Fatal("retry granted from deposits a window old")
-			}
-			b.Deposit("a")
-			if got := budgetDrain(b, "a"); got != 1 {
-				t.Fatalf("granted %d after one fresh deposit, want 1", got)
-			}
-		})
-	})
-	t.Run("counts for at least nine tenths of the window", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			b := NewBudget()
-			time.Sleep(999 * time.Millisecond) // the end of slot 0
-			budgetDrain(b, "a")
-			time.Sleep(9*time.Second + time.Millisecond) // t=10s, slot 10
-			if got := budgetDrain(b, "a"); got != 100 {
-				t.Fatalf("granted %d, want 100", got)
-			}
-		})
-	})
-}
-
-func TestBudgetHostsAreIsolated(t *testing.T) {
-	b, _ := newTestBudget()
-	if got := budgetDrain(b, "a.example:443"); got != 100 {
-		t.Fatalf("host a: granted %d, want 100", got)
-	}
-	for range 1000 {
-		b.Deposit("a.example:443")
-	}
-	if got := budgetDrain(b, "b.example:443"); got != 100 {
-		t.Errorf("host b after a was exhausted: granted %d, want its own 100", got)
-	}
-	if got := budgetDrain(b, "a.example:443"); got != 100 {
-		t.Errorf("host a: granted %d, want the 100 its 1000 deposits earned", got)
-	}
-	// The port is part of the host: another port is another bucket.
-	if got := budgetDrain(b, "a.example:8443"); got != 100 {
-		t.Errorf("host a, other port: granted %d, want 100", got)
-	}
-}
-
-func TestBudgetRatioAndFloor(t *testing.T) {
-	// Each case runs 1000 logical requests at 100/s for 10 s, each trying
-	// up to 3 retries, and counts the retries granted.
-	tests := []struct {
-		name  string
-		ratio float64
-		floor float64
-		want  int
-	}{
-		{"ratio 0 floor 0: never", 0, 0, 0},
-		{"ratio 1 floor 0: one per request", 1, 0, 1000},
-		{"ratio 0.1 floor 0: one per ten requests", 0.1, 0, 100},
-		{"ratio 0 floor 10: the reserve only", 0, 10, 100},
-		{"ratio 0.25 floor 1: both", 0.25, 1, 250 + 10},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			b, clk := newTestBudget(BudgetRatio(tt.ratio), BudgetMinRetriesPerSecond(tt.floor))
-			granted := 0
-			for i := range 1000 {
-				clk.set(time.Duration(i) * 10 * time.Millisecond)
-				b.Deposit("a")
-				granted += budgetWithdrawN(b, "a", 3)
-			}
-			if granted != tt.want {
-				t.Errorf("granted %d retries for 1000 requests, want %d", granted, tt.want)
-			}
-		})
-	}
-	t.Run("ratio 1: exactly one retry after each request", func(t *testing.T) {
-		b, _ := newTestBudget(BudgetRatio(1), BudgetMinRetriesPerSecond(0))
-		for i := range 100 {
-			b.Deposit("a")
-			if !b.Withdraw("a") || b.Withdraw("a") {
-				t.Fatalf("request %d: want exactly one retry granted", i)
-			}
-		}
-	})
-	t.Run("ratio 0.1: the tenth deposit earns a whole retry", func(t *testing.T) {
-		// Fixed point: ten credits of 0.1 are exactly one retry, where
-		// float64 would sum to 0.9999999999999999.
-		b, _ := newTestBudget(BudgetMinRetriesPerSecond(0))
-		for round := range 1000 {
-			for range 9 {
-				b.Deposit("a")
-			}
-			if b.Withdraw("a") {
-				t.Fatalf("round %d: retry granted after 9 deposits", round)
-			}
-			b.Deposit("a")
-			if !b.Withdraw("a") {
-				t.Fatalf("round %d: retry refused after 10 deposits", round)
-			}
-		}
-	})
-}
-
-// TestBudgetConcurrentExact hammers one shared host and one host per
-// goroutine with the clock standing still, so nothing expires. Withdraw
-// checks and spends with one compare-and-swap, so the balance never goes
-// below zero (a watcher checks it throughout) and the retries granted,
-// concurrently and then by a final drain, are exactly
-// floor(reserve + ratio*deposits): no slack at all.
-func TestBudgetConcurrentExact(t *testing.T) {
-	const (
-		goroutines = 8
-		iterations = 2000
-	)
-	b, _ := newTestBudget() // the clock stays at its start
-	var granted [goroutines + 1]atomic.Int64
-	host := func(g int) string {
-		if g == goroutines {
-			return "shared"
-		}
-		return fmt.Sprintf("own-%d", g)
-	}
-	// Make the shared bucket now so the watcher can read it.
-	b.Deposit(host(goroutines))
-	shared, _ := b.hosts.Load(host(goroutines))
-	var minBalance atomic.Int64
-	minBalance.Store(math.MaxInt64)
-	stop := make(chan struct{})
-	watcherDone := make(chan struct{})
-	go func() {
-		defer close(watcherDone)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if v := shared.(*hostBucket).balance.Load(); v < minBalance.Load() {
-				minBalance.Store(v)
-			}
-		}
-	}()
-
-	var wg sync.WaitGroup
-	for g := range goroutines {
-		wg.Go(func() {
-			own := host(g)
-			for range iterations {
-				b.Deposit(host(goroutines))
-				granted[goroutines].Add(int64(budgetWithdrawN(b, host(goroutines), 2)))
-				b.Deposit(own)
-				granted[g].Add(int64(budgetWithdrawN(b, own, 2)))
-			}
-		})
-	}
-	wg.Wait()
-	close(stop)
-	<-watcherDone
-
-	if m := minBalance.Load(); m < 0 {
-		t.Errorf("shared balance fell to %d units, want never below 0", m)
-	}
-	checkBudgetConsistent(t, b)
-	for g := range goroutines + 1 {
-		deposits := iterations
-		if g == goroutines {
-			deposits = goroutines*iterations + 1
-		}
-		total := granted[g].Load() + int64(budgetDrain(b, host(g)))
-		want := int64(100 + deposits/10)
-		if total != want {
-			t.Errorf("host %s: granted %d in all, want exactly 100 + %d/10 = %d", host(g), total, deposits, want)
-		}
-	}
-}
-
-// budgetLockstep is a reusable barrier that releases its goroutines
-// together, by spinning, so that what they do next collides as often as
-// possible.
-type budgetLockstep struct {
-	n       int32
-	arrived atomic.Int32
-	gen     atomic.Int32
-}
-
-func (l *budgetLockstep) wait() {
-	gen := l.gen.Load()
-	if l.arrived.Add(1) == l.n {
-		l.arrived.Store(0)
-		l.gen.Add(1)
-		return
-	}
-	for l.gen.Load() == gen {
-		runtime.Gosched()
-	}
-}
-
-// raceBudgetWithdraws has goroutines withdraw from each host in turn, all at
-// the same moment, tries times each, and returns the grants per host.
-func raceBudgetWithdraws(b *Budget, hosts []string, goroutines, tries int) []int32 {
-	granted := make([]atomic.Int32, len(hosts))
-	l := &budgetLockstep{n: int32(goroutines)}
-	var wg sync.WaitGroup
-	for range goroutines {
-		wg.Go(func() {
-			for i, h := range hosts {
-				l.wait()
-				granted[i].Add(int32(budgetWithdrawN(b, h, tries)))
-			}
-		})
-	}
-	wg.Wait()
-	out := make([]int32, len(hosts))
-	for i := range granted {
-		out[i] = granted[i].Load()
-	}
-	return out
-}
-
-func budgetHostNames(n int) []string {
-	names := make([]string, n)
-	for i := range names {
-		names[i] = fmt.Sprintf("h%d.example:443", i)
-	}
-	return names
-}
-
-// TestBudgetConcurrentWithdrawNeverOverspends makes goroutines withdraw
-// together, 10 times each, from hosts that hold 5 retries each, so that
-// their Withdraws collide as the buckets run out. Withdraw checks and
-// spends in one compare-and-swap, so each host grants exactly 5. (A
-// check-then-spend that is not one atomic step overspends a few percent of
-// the hosts in this test, on 2 cores.)
-func TestBudgetConcurrentWithdrawNeverOverspends(t *testing.T) {
-	b, _ := newTestBudget(BudgetMinRetriesPerSecond(0.5)) // reserve: 5 retries
-	names := budgetHostNames(2000)
-	for _, h := range names {
-		b.Deposit(h) // make the bucket now, so the race is on the balance
-	}
-	overspent := 0
-	for i, n := range raceBudgetWithdraws(b, names, budgetRaceGoroutines(), 10) {
-		if n != 5 {
-			overspent++
-			if overspent <= 5 {
-				t.Errorf("host %s: granted %d retries, want exactly its reserve, 5", names[i], n)
-			}
-		}
-	}
-	if overspent > 5 {
-		t.Errorf("... and %d more hosts", overspent-5)
-	}
-	checkBudgetConsistent(t, b)
-}
-
-// TestBudgetConcurrentExpiry makes goroutines enter a new window together
-// on hosts whose only credit has just expired: whichever goroutine expires
-// a host's old slots, no other may spend the expired credit meanwhile.
-func TestBudgetConcurrentExpiry(t *testing.T) {
-	b, clk := newTestBudget(BudgetRatio(1), BudgetMinRetriesPerSecond(0))
-	names := budgetHostNames(2000)
-	for _, h := range names {
-		b.Deposit(h) // one retry of credit, at t=0
-	}
-	clk.set(10 * time.Second) // the credit has expired
-	for i, n := range raceBudgetWithdraws(b, names, budgetRaceGoroutines(), 2) {
-		if n != 0 {
-			t.Fatalf("host %s: granted %d retries from credit a window old, want 0", names[i], n)
-		}
-	}
-	checkBudgetConsistent(t, b)
-}
-
-// budgetRaceGoroutines is how many goroutines can run at once, at least 2.
-func budgetRaceGoroutines() int { return max(2, min(4, runtime.GOMAXPROCS(0))) }
-
-// TestBudgetConcurrentMovingClock hammers shared and own hosts while the
-// clock moves, so that slots expire under concurrent operations.
-//
-// The bound: cut the run into blocks of one window (10 slots). After the
-// last retry granted in a block, the balance was >= 0 and its window held
-// every withdrawal of that block, so a block's grants are at most
-// reserve + the credits in that window, which reach back at most one
-// block. Over the run: grants <= blocks*reserve + 2*ratio*deposits. With
-// ratio 0 this is exact (blocks*reserve). The slack allowed on top is one
-// retry per goroutine: the most a caller preempted for a whole window
-// between reading the clock and reaching its bucket can add (see
-// hostBucket).
-func TestBudgetConcurrentMovingClock(t *testing.T) {
-	for _, ratio := range []float64{0, 0.1} {
-		t.Run(fmt.Sprintf("ratio %v", ratio), func(t *testing.T) {
-			const (
-				goroutines = 8
-				iterations = 3000
-				step       = 500 * time.Millisecond // half a slot
-			)
-			b, clk := newTestBudget(BudgetRatio(ratio))
-			var granted, deposits [goroutines + 1]atomic.Int64
-			host := func(g int) string {
-				if g == goroutines {
-					return "shared"
-				}
-				return fmt.Sprintf("own-%d", g)
-			}
-			var wg sync.WaitGroup
-			for g := range goroutines {
-				wg.Go(func() {
-					for i := range iterations {
-						if g == 0 && i%10 == 0 {
-							clk.advance(step)
-						}
-						for _, h := range []int{goroutines, g} {
-							b.Deposit(host(h))
-							deposits[h].Add(1)
-							granted[h].Add(int64(budgetWithdrawN(b, host(h), 2)))
-						}
-					}
-				})
-			}
-			wg.Wait()
-			checkBudgetConsistent(t, b)
-
-			lastEpoch := b.epoch()
-			blocks := lastEpoch/budgetSlots + 1
-			t.Logf("clock moved %d slots", lastEpoch)
-			for h := range goroutines + 1 {
-				bound := float64(blocks*100) + 2*ratio*float64(deposits[h].Load()) + goroutines
-				got := granted[h].Load()
-				if float64(got) > bound {
-					t.Errorf("host %s: granted %d, want at most %.0f", host(h), got, bound)
-				}
-				if h == goroutines {
-					t.Logf("host %s: granted %d, bound %.0f", host(h), got, bound)
-				}
-			}
-		})
-	}
-}
-
-func TestBudgetInvalidOptionsPanic(t *testing.T) {
-	tests := []struct {
-		opt  BudgetOption
-		want string // regexp the panic message must match
-	}{
-		{BudgetRatio(1.5), `^saferetry: BudgetRatio\(1\.5\): ratio must be within \[0, 1\]$`},
-		{BudgetRatio(-0.1), `^saferetry: BudgetRatio\(-0\.1\): `},
-		{BudgetRatio(math.NaN()), `^saferetry: BudgetRatio\(NaN\): `},
-		{BudgetRatio(math.Inf(1)), `^saferetry: BudgetRatio\(\+Inf\): `},
-		{BudgetWindow(0), `^saferetry: BudgetWindow\(0s\): window must be greater than zero$`},
-		{BudgetWindow(-time.Second), `^saferetry: BudgetWindow\(-1s\): `},
-		{BudgetMinRetriesPerSecond(-1), `^saferetry: BudgetMinRetriesPerSecond\(-1\): floor must be finite and >= 0$`},
-		{BudgetMinRetriesPerSecond(math.NaN()), `^saferetry: BudgetMinRetriesPerSecond\(NaN\): `},
-		{BudgetMinRetriesPerSecond(math.Inf(1)), `^saferetry: BudgetMinRetriesPerSecond\(\+Inf\): `},
-		{BudgetMinRetriesPerSecond(math.Inf(-1)), `^saferetry: BudgetMinRetriesPerSecond\(-Inf\): `},
-		{BudgetClock(nil), `^saferetry: BudgetClock\(nil\): clock must not be nil$`},
-	}
-	for _, tt := range tests {
-		name := strings.TrimPrefix(tt.want, `^saferetry: `)
-		name, _, _ = strings.Cut(name, `: `)
-		t.Run(name, func(t *testing.T) {
+func TestNewBudgetPanicsNamingTheRatio(t *testing.T) {
+	for _, r := range []float64{-0.1, 1.5, math.NaN(), math.Inf(1), math.Inf(-1)} {
+		t.Run(fmt.Sprint(r), func(t *testing.T) {
 			defer func() {
-				r := recover()
-				msg, ok := r.(string)
-				if !ok {
-					t.Fatalf("NewBudget panicked with %v (%T), want a string message", r, r)
-				}
-				if !regexp.MustCompile(tt.want).MatchString(msg) {
-					t.Errorf("panic message %q, want match for %s", msg, tt.want)
+				msg, _ := recover().(string)
+				want := fmt.Sprintf("saferetry: NewBudget(%v): ratio must be within [0, 1]", r)
+				if msg != want {
+					t.Errorf("panic %q, want %q", msg, want)
 				}
 			}()
-			NewBudget(tt.opt)
+			NewBudget(r)
 		})
 	}
 }
 
-func TestBudgetValidEdgeOptions(t *testing.T) {
-	tests := []struct {
-		name string
-		opts []BudgetOption
-		want int // retries a fresh host gets with 10 deposits
-	}{
-		{"ratio 0", []BudgetOption{BudgetRatio(0), BudgetMinRetriesPerSecond(0)}, 0},
-		{"ratio 1", []BudgetOption{BudgetRatio(1), BudgetMinRetriesPerSecond(0)}, 10},
-		{"window 1ns", []BudgetOption{BudgetWindow(time.Nanosecond), BudgetMinRetriesPerSecond(0), BudgetRatio(1)}, 10},
-		{"huge floor is clamped, not overflowed", []BudgetOption{BudgetMinRetriesPerSecond(math.MaxFloat64), BudgetWindow(time.Duration(math.MaxInt64))}, 1000},
-		{"nil option ignored", []BudgetOption{nil, BudgetMinRetriesPerSecond(0), BudgetRatio(1)}, 10},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			b, _ := newTestBudget(tt.opts...)
-			for range 10 {
-				b.Deposit("a")
+// A fresh host's allowance is c = 2 plus a random fraction of a token
+// (its phase: see overload.Host.Init): 2 whole retries, and, with what
+// requests earn, c + phase + ratio x requests in all.
+func TestBudgetRatios(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		for _, tt := range []struct {
+			ratio    float64
+			min, max int // retries for a fresh host and 20 requests
+		}{
+			{0, 0, 0},
+			{0.1, 4, 4},
+			{0.5, 12, 12},
+			{1, 22, 22},
+		} {
+			for _, host := range []string{"a", "b", "c", "d"} {
+				b := NewBudget(tt.ratio)
+				got := budgetDrain(b, host)
+				if tt.ratio > 0 && got != 2 {
+					t.Errorf("NewBudget(%v): a fresh host granted %d retries, want 2", tt.ratio, got)
+				}
+				for range 20 {
+					b.deposit(host)
+					got += budgetDrain(b, host)
+					time.Sleep(100 * time.Millisecond) // let pacing earn its credit
+				}
+				if got < tt.min || got > tt.max {
+					t.Errorf("NewBudget(%v): a fresh host and 20 requests: %d retries, want %d to %d", tt.ratio, got, tt.min, tt.max)
+				}
 			}
-			if got := budgetWithdrawN(b, "a", 1000); got != tt.want {
-				t.Errorf("granted %d, want %d", got, tt.want)
-			}
-		})
-	}
-}
-
-func TestBudgetNil(t *testing.T) {
-	var b *Budget
-	b.Deposit("a") // must not panic
-	for i := range 1000 {
-		if !b.Withdraw("a") {
-			t.Fatalf("nil budget refused retry %d, want every retry allowed", i)
 		}
-	}
+	})
 }
 
 func TestBudgetZeroValueIsDefault(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var b Budget
-		if got := budgetDrain(&b, "a"); got != 100 {
-			t.Fatalf("zero Budget: granted %d, want the default reserve, 100", got)
-		}
-		for range 100 {
-			b.Deposit("a")
-		}
-		if got := budgetDrain(&b, "a"); got != 10 {
-			t.Errorf("zero Budget: granted %d after 100 deposits, want 10", got)
-		}
-		time.Sleep(10 * time.Second)
-		if got := budgetDrain(&b, "a"); got != 100 {
-			t.Errorf("zero Budget: granted %d a window later, want 100", got)
-		}
-	})
-}
-
-func TestBudgetClockGoingBackwards(t *testing.T) {
-	b, clk := newTestBudget()
-	clk.set(5 * time.Second)
-	budgetDrain(b, "a")
-	clk.set(-time.Hour) // before the budget was made
-	if b.Withdraw("a") {
-		t.Fatal("retry granted after the clock went back, want the newest slot still counted")
-	}
-	clk.set(4 * time.Second)
-	if b.Withdraw("a") {
-		t.Fatal("retry granted after the clock went back, want the newest slot still counted")
-	}
-	clk.set(15 * time.Second)
-	if got := budgetDrain(b, "a"); got != 100 {
-		t.Errorf("granted %d a window after the withdrawals, want 100", got)
-	}
-	checkBudgetConsistent(t, b)
-}
-
-func TestBudgetEvictsIdleHosts(t *testing.T) {
-	t.Run("a new host sweeps", func(t *testing.T) {
-		b, clk := newTestBudget()
-		for i := range 1000 {
-			b.Withdraw(fmt.Sprintf("old-%d", i))
-		}
-		if n := budgetHostCount(b); n != 1000 {
-			t.Fatalf("%d hosts tracked, want 1000", n)
-		}
-		clk.set(20 * time.Second)
-		b.Withdraw("new")
-		if n := budgetHostCount(b); n != 1 {
-			t.Errorf("%d hosts tracked after a window idle, want only the new one", n)
-		}
-	})
-	t.Run("a known host's new slot sweeps, active hosts stay", func(t *testing.T) {
-		b, clk := newTestBudget()
-		for i := range 100 {
-			b.Deposit(fmt.Sprintf("old-%d", i))
-		}
-		budgetDrain(b, "active")
-		clk.set(9 * time.Second)
-		b.Deposit("recent")
-		clk.set(12 * time.Second)
-		b.Deposit("active")
-		if n := budgetHostCount(b); n != 2 {
-			t.Errorf("%d hosts tracked, want active and recent", n)
-		}
-		// The surviving bucket kept its state: active's withdrawals at t=0
-		// have expired, so it has its reserve again.
-		if got := budgetDrain(b, "active"); got != 100 {
-			t.Errorf("active: granted %d, want 100", got)
-		}
-	})
-	t.Run("an evicted host comes back fresh", func(t *testing.T) {
-		b, clk := newTestBudget()
-		budgetDrain(b, "a")
-		clk.set(time.Minute)
-		b.Deposit("b") // sweeps a
-		if _, ok := b.hosts.Load("a"); ok {
-			t.Fatal("a still tracked after a minute idle")
-		}
-		if got := budgetDrain(b, "a"); got != 100 {
-			t.Errorf("a after eviction: granted %d, want 100", got)
-		}
-	})
-	t.Run("a host idle for less than a window keeps its spending", func(t *testing.T) {
-		b, clk := newTestBudget()
-		clk.set(10 * time.Second)
-		b.Deposit("x") // sweeps at slot 10; the next sweep is due at slot 20
-		clk.set(11 * time.Second)
-		budgetDrain(b, "a")
-		clk.set(20*time.Second + 500*time.Millisecond)
-		b.Deposit("y") // sweeps at slot 20, when a has been idle 9 slots
-		if b.Withdraw("a") {
-			t.Error("a granted a retry at slot 20, want its slot-11 withdrawals still counted")
-		}
-	})
-	t.Run("at most once per window", func(t *testing.T) {
-		b, clk := newTestBudget()
-		clk.set(10 * time.Second)
-		b.Deposit("x") // sweeps (nothing) at slot 10; next sweep at slot 20
-		b.Deposit("short-lived")
-		clk.set(19 * time.Second)
-		b.Deposit("x")
-		clk.set(20*time.Second + 500*time.Millisecond)
-		b.Deposit("y") // slot 20: short-lived is idle exactly a window: swept
-		if _, ok := b.hosts.Load("short-lived"); ok {
-			t.Error("short-lived still tracked after a sweep at slot 20")
-		}
-		b.Deposit("short-lived-2")
-		clk.set(29*time.Second + 999*time.Millisecond)
-		b.Deposit("z") // idle 9 slots, and no sweep is due before slot 30
-		if _, ok := b.hosts.Load("short-lived-2"); !ok {
-			t.Error("short-lived-2 evicted before a window idle")
-		}
-	})
-	t.Run("memory stays bounded with ever new hosts", func(t *testing.T) {
-		// 100 new hosts every slot for 20 windows: 20,000 hosts in all,
-		// of which only those used in the last two windows may remain.
-		b, clk := newTestBudget()
-		maxHosts := 0
-		for slot := range 20 * budgetSlots {
-			clk.set(time.Duration(slot) * time.Second)
-			for i := range 100 {
-				h := fmt.Sprintf("h-%d-%d", slot, i)
-				b.Deposit(h)
-				b.Withdraw(h)
+		var zero Budget
+		def := NewBudget(0.1)
+		for _, b := range []*Budget{&zero, def} {
+			if got := budgetDrain(b, "a"); got != 2 {
+				t.Fatalf("granted %d retries to a fresh host, want the allowance, 2", got)
 			}
-			maxHosts = max(maxHosts, budgetHostCount(b))
-		}
-		if limit := 2 * budgetSlots * 100; maxHosts > limit {
-			t.Errorf("up to %d hosts tracked, want at most %d", maxHosts, limit)
+			for range 10 {
+				b.deposit("a")
+			}
+			if got := budgetDrain(b, "a"); got != 1 {
+				t.Errorf("granted %d retries after 10 requests, want 1", got)
+			}
 		}
 	})
+}
+
+func TestBudgetNilIsOff(t *testing.T) {
+	var b *Budget
+	b.deposit("a")
+	b.refund("a")
+	b.record("a", false)
+	for i := range 1000 {
+		if !b.withdraw("a") || !b.admit("a", 2) {
+			t.Fatalf("a nil budget refused attempt %d, want everything allowed", i)
+		}
+	}
+	for h := range b.Hosts() {
+		t.Errorf("a nil budget reports host %q", h)
+	}
+}
+
+// The budget's tokens come back only as requests earn them: time alone
+// grants nothing (no floor, no window that expires).
+func TestBudgetTimeGrantsNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := NewBudget(0.1)
+		budgetDrain(b, "a")
+		time.Sleep(9 * time.Minute) // not long enough to be forgotten
+		if b.withdraw("a") {
+			t.Fatal("a retry granted after 9 minutes without requests")
+		}
+	})
+}
+
+func TestBudgetHosts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := NewBudget(0.1)
+		for range 100 {
+			b.deposit("busy:443")
+			b.record("busy:443", true)
+			time.Sleep(time.Millisecond)
+		}
+		budgetDrain(b, "spent:443")
+		for range 50 {
+			b.record("refusing:443", false)
+			time.Sleep(time.Millisecond)
+		}
+		b.admit("refusing:443", 2)
+		got := map[string]HostState{}
+		for h, s := range b.Hosts() {
+			got[h] = s
+		}
+		if len(got) != 3 {
+			t.Fatalf("Hosts reported %v, want busy, spent and refusing", got)
+		}
+		// 100 requests in 100ms: 1000/s, which earns a cap of about 10.
+		if s := got["busy:443"]; s.RetryTokens < 9 || s.RetryTokens > 11 || s.Accepts < 100 || s.Requests != s.Accepts || s.RejectProbability != 0 {
+			t.Errorf("busy: %+v, want about 10 tokens, as many accepts as requests (hundreds a second), no rejection", s)
+		}
+		if s := got["spent:443"]; s.RetryTokens >= 1 {
+			t.Errorf("spent: %+v, want no tokens", s)
+		}
+		if s := got["refusing:443"]; s.RejectProbability != 0.9 || s.Accepts != 0 {
+			t.Errorf("refusing: %+v, want the rejection probability at its cap, 0.9, and no accepts", s)
+		}
+		for range b.Hosts() {
+			break // stopping early must not panic
+		}
+	})
+}
+
+func TestBudgetThrottle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := NewBudget(0.1)
+		if !b.admit("h", 2) {
+			t.Fatal("the throttle rejected an attempt to a host with no history")
+		}
+		for range 1000 {
+			b.record("h", false)
+			time.Sleep(time.Millisecond)
+		}
+		rejected := 0
+		for range 1000 {
+			if !b.admit("h", 2) {
+				rejected++
+			}
+		}
+		if rejected < 850 || rejected > 950 {
+			t.Errorf("rejected %d of 1000 attempts to a host refusing everything, want about 900", rejected)
+		}
+		if !b.admit("h", 0) {
+			t.Error("k 0 (throttling off) rejected an attempt")
+		}
+		// The host answers again: the throttle lets go within two seconds.
+		for range 2000 {
+			if b.admit("h", 2) {
+				b.record("h", true)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		for i := range 100 {
+			if !b.admit("h", 2) {
+				t.Fatalf("attempt %d rejected two seconds after the host recovered", i)
+			}
+			b.record("h", true)
+		}
+	})
+}
+
+func TestOverloaded(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	for _, tt := range []struct {
+		status int
+		err    error
+		want   bool
+	}{
+		{status: 200},
+		{status: 404},
+		{status: 422},
+		{status: 500},
+		{status: 502},
+		{status: 429, want: true},
+		{status: 503, want: true},
+		{err: fmt.Errorf("%w after 1s", ErrAttemptTimeout), want: true},
+		{err: refused, want: true},
+		{err: syscall.ECONNRESET},
+		{err: io.ErrUnexpectedEOF},
+	} {
+		var resp *http.Response
+		if tt.err == nil {
+			resp = &http.Response{StatusCode: tt.status}
+		}
+		if got := overloaded(Attempt{Response: resp, Err: tt.err}); got != tt.want {
+			t.Errorf("overloaded(%d, %v) = %t, want %t", tt.status, tt.err, got, tt.want)
+		}
+	}
 }
 
 func TestBudgetDoesNotAllocate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := NewBudget()
-		b.Deposit("api.example.com:443")
-		tests := []struct {
+		b := NewBudget(0.1)
+		const h = "api.example.com:443"
+		b.deposit(h)
+		for _, tt := range []struct {
 			name string
 			f    func()
 		}{
-			{"Deposit", func() { b.Deposit("api.example.com:443") }},
-			{"Withdraw", func() { b.Withdraw("api.example.com:443") }},
-			{"Withdraw refused", func() { b.Withdraw("api.example.com:443") }},
-			{"Deposit and Withdraw in a new slot", func() {
+			{"deposit", func() { b.deposit(h) }},
+			{"withdraw", func() { b.withdraw(h) }},
+			{"refund", func() { b.refund(h) }},
+			{"record", func() { b.record(h, true) }},
+			{"admit", func() { b.admit(h, 2) }},
+			{"a new tick", func() {
 				time.Sleep(time.Second)
-				b.Deposit("api.example.com:443")
-				b.Withdraw("api.example.com:443")
+				b.deposit(h)
+				b.withdraw(h)
 			}},
-		}
-		for _, tt := range tests {
+		} {
 			if allocs := testing.AllocsPerRun(200, tt.f); allocs != 0 {
 				t.Errorf("%s: %v allocs per call, want 0", tt.name, allocs)
 			}
 		}
 	})
+}
+
+// TestBudgetConcurrent shares one budget between goroutines, under -race:
+// the grants stay within what the host was given.
+func TestBudgetConcurrent(t *testing.T) {
+	b := NewBudget(0.1)
+	const goroutines, iterations = 8, 2000
+	var granted, deposits atomic.Int64
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Go(func() {
+			for range iterations {
+				b.deposit("shared")
+				deposits.Add(1)
+				if b.withdraw("shared") {
+					granted.Add(1)
+				}
+				if b.admit("shared", 2) {
+					b.record("shared", true)
+				}
+				for range b.Hosts() {
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if limit := 2 + 0.1*float64(deposits.Load()); float64(granted.Load()) > limit {
+		t.Errorf("granted %d retries, more than the %.0f given", granted.Load(), limit)
+	}
 }
 
 func TestErrBudgetExhausted(t *testing.T) {
@@ -829,4 +292,211 @@ func TestErrBudgetExhausted(t *testing.T) {
 	if !strings.HasPrefix(ErrBudgetExhausted.Error(), "saferetry: ") {
 		t.Errorf("ErrBudgetExhausted = %q, want the saferetry: prefix", ErrBudgetExhausted)
 	}
+}
+
+// upstream is a scripted base transport shared by a fleet: it answers
+// every attempt at once, 503 during [outageStart, outageEnd) of its clock,
+// 503 at random with probability failRate otherwise, 200 else; and counts
+// the attempts it received per 100ms, by time since start.
+type upstream struct {
+	start                  time.Time
+	outageStart, outageEnd time.Duration
+	failRate               float64
+
+	mu       sync.Mutex
+	rng      uint64 // xorshift state: deterministic failures
+	attempts []int
+}
+
+func (u *upstream) RoundTrip(r *http.Request) (*http.Response, error) {
+	at := time.Since(u.start)
+	u.mu.Lock()
+	i := int(at / (100 * time.Millisecond))
+	for len(u.attempts) <= i {
+		u.attempts = append(u.attempts, 0)
+	}
+	u.attempts[i]++
+	u.rng ^= u.rng << 13
+	u.rng ^= u.rng >> 7
+	u.rng ^= u.rng << 17
+	fail := float64(u.rng>>11)/(1<<53) < u.failRate
+	u.mu.Unlock()
+	status := http.StatusOK
+	if fail || at >= u.outageStart && at < u.outageEnd {
+		status = http.StatusServiceUnavailable
+	}
+	return &http.Response{StatusCode: status, Body: http.NoBody, Request: r, Header: http.Header{}}, nil
+}
+
+// fleetRun drives instances stacks built by New with its defaults (one
+// budget each) over one upstream: each instance starts a GET every gap,
+// evenly, for length, without waiting for the previous one. It returns
+// the logical requests started, those that succeeded, and the upstream.
+func fleetRun(t *testing.T, instances int, gap, length time.Duration, u *upstream) (started, succeeded int64) {
+	t.Helper()
+	u.start = time.Now()
+	u.rng = 88172645463325252
+	var ok, all atomic.Int64
+	var wg sync.WaitGroup
+	for i := range instances {
+		stack := New(u)
+		wg.Go(func() {
+			// Instances are spread evenly over a gap.
+			time.Sleep(gap * time.Duration(i) / time.Duration(instances))
+			for at := time.Duration(0); at < length; at += gap {
+				all.Add(1)
+				wg.Go(func() {
+					req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, "https://api.example:443/", nil)
+					resp, err := stack.RoundTrip(req)
+					if err == nil {
+						if resp.StatusCode == http.StatusOK {
+							ok.Add(1)
+						}
+						resp.Body.Close()
+					}
+				})
+				time.Sleep(gap)
+			}
+		})
+	}
+	wg.Wait()
+	return all.Load(), ok.Load()
+}
+
+// TestFleetOutageBound runs fleets of instances built from New's defaults
+// through a 60s full outage after 30s of normal load, on a virtual clock:
+// attempts per logical request during the outage stay within
+// 1 + 0.1 + c/N, N the requests one instance sends during it, whatever
+// the fleet's size; and after the outage's first 2s no 100ms carries more
+// than 1.3x the normal attempts.
+func TestFleetOutageBound(t *testing.T) {
+	for _, tt := range []struct {
+		instances int
+		gap       time.Duration // between one instance's requests
+	}{
+		{500, time.Second},            // 1 request/s each: bound 1 + 0.1 + 2/60
+		{50, 10 * time.Millisecond},   // 100/s each: the gate stops retries
+		{5, time.Millisecond},         // 1000/s each
+		{100, 100 * time.Millisecond}, // 10/s each: bound 1 + 0.1 + 10/600
+	} {
+		t.Run(fmt.Sprintf("%d instances, one request every %v", tt.instances, tt.gap), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				u := &upstream{outageStart: 30 * time.Second, outageEnd: 90 * time.Second}
+				fleetRun(t, tt.instances, tt.gap, 100*time.Second, u)
+				var normal, during, peak int
+				for i, n := range u.attempts {
+					switch at := time.Duration(i) * 100 * time.Millisecond; {
+					case at >= 10*time.Second && at < u.outageStart:
+						normal += n
+					case at >= u.outageStart && at < u.outageEnd:
+						during += n
+						if at >= u.outageStart+2*time.Second {
+							peak = max(peak, n)
+						}
+					}
+				}
+				rate := float64(time.Second) / float64(tt.gap) // per instance
+				perBucket := float64(normal) / 200
+				requests := rate * 60 * float64(tt.instances)
+				amp := float64(during) / requests
+				bound := 1 + 0.1 + max(2, 0.1*rate*10)/(rate*60)
+				t.Logf("normal %.0f attempts/100ms; outage: %.4f attempts per request (bound %.4f), busiest 100ms after 2s %.2fx normal",
+					perBucket, amp, bound, float64(peak)/perBucket)
+				if amp > bound+0.001 {
+					t.Errorf("%.4f attempts per logical request during the outage, over the bound %.4f", amp, bound)
+				}
+				if amp > 1.15 {
+					t.Errorf("%.4f attempts per logical request during the outage, want at most 1.15", amp)
+				}
+				if float64(peak) > 1.3*perBucket {
+					t.Errorf("%d attempts in one 100ms step after the outage's first 2s, over 1.3x the normal %.0f", peak, perBucket)
+				}
+			})
+		})
+	}
+}
+
+// TestFleetHeals runs fleets built from New's defaults against a healthy
+// upstream that answers 2% of attempts 503 at random: at least 99.9% of
+// the logical requests succeed, an instance sending one request a second
+// included.
+func TestFleetHeals(t *testing.T) {
+	for _, tt := range []struct {
+		instances int
+		gap       time.Duration
+		length    time.Duration
+	}{
+		{20, time.Second, 2000 * time.Second},
+		{10, 10 * time.Millisecond, 200 * time.Second},
+	} {
+		t.Run(fmt.Sprintf("%d instances, one request every %v", tt.instances, tt.gap), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				u := &upstream{failRate: 0.02, outageStart: time.Hour * 1000, outageEnd: time.Hour * 1000}
+				started, ok := fleetRun(t, tt.instances, tt.gap, tt.length, u)
+				rate := float64(ok) / float64(started)
+				t.Logf("%d of %d logical requests succeeded (%.3f%%)", ok, started, 100*rate)
+				if rate < 0.999 {
+					t.Errorf("%.3f%% of logical requests succeeded, want at least 99.9%%", 100*rate)
+				}
+			})
+		})
+	}
+}
+
+// A refused connection is an overload answer: a busy client's gate
+// closes on it, and stops retrying.
+func TestBudgetGateThroughTheStack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var attempts atomic.Int64
+		refused := testutil.RoundTripFunc(func(*http.Request) (*http.Response, error) {
+			attempts.Add(1)
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+		})
+		stack := New(refused)
+		var stops [8]atomic.Int64
+		var wg sync.WaitGroup
+		for range 2000 {
+			wg.Go(func() {
+				req, _ := http.NewRequest(http.MethodGet, "http://down.example/", nil)
+				_, err := stack.RoundTrip(req)
+				var re *RetryError
+				if errors.As(err, &re) {
+					stops[re.Reason].Add(1)
+				}
+			})
+			time.Sleep(time.Millisecond)
+		}
+		wg.Wait()
+		got := float64(attempts.Load()) / 2000
+		t.Logf("%.3f attempts per request; budget stops %d", got, stops[StopBudget].Load())
+		if got > 1.02 {
+			t.Errorf("%.3f attempts per request against a refusing host, want the gate to stop retries (about 1)", got)
+		}
+	})
+}
+
+// oneRetryBudget is a budget whose hosts each allow one retry, and earn
+// the next in ten requests: a fresh host starts with 1 token and no phase,
+// neither pacing nor the gate applies.
+func oneRetryBudget() *Budget {
+	p := overload.Defaults(0.1)
+	p.Allowance, p.Pace, p.Gate = 1, 0, false
+	b := new(Budget)
+	b.once.Do(func() {
+		b.init(overload.NewConfig(p))
+		b.table.SetPhase(func() float64 { return 0 })
+	})
+	return b
+}
+
+// unlimitedBudget is a budget that never refuses a retry, for benchmarks
+// that measure the accounting alone: each request earns three retries,
+// tokens pile up to a thousand at least, and neither pacing nor the gate
+// applies.
+func unlimitedBudget() *Budget {
+	p := overload.Defaults(1)
+	p.Ratio, p.Allowance, p.Pace, p.Gate = 3, 1000, 0, false
+	b := new(Budget)
+	b.once.Do(func() { b.init(overload.NewConfig(p)) })
+	return b
 }

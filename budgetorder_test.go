@@ -27,7 +27,7 @@ func TestBudgetRefusalLeavesTheResponseWhole(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(done)
-	empty := NewBudget(BudgetRatio(0), BudgetMinRetriesPerSecond(0))
+	empty := NewBudget(0)
 	stack := New(srv.Client().Transport, WithBudget(empty), WithBackoff(0, 0), WithMaxBodyBytes(32<<20))
 	// An opaque reader (no GetBody), larger than the socket buffers.
 	upload := io.MultiReader(strings.NewReader(strings.Repeat("x", 16<<20)))

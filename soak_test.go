@@ -100,7 +100,7 @@ func TestSoak(t *testing.T) {
 	var counts soakCounts
 	stack := saferetry.New(base,
 		saferetry.WithBackoff(time.Millisecond, 50*time.Millisecond),
-		saferetry.WithBudget(saferetry.NewBudget(saferetry.BudgetRatio(0.5))),
+		saferetry.WithBudget(saferetry.NewBudget(0.5)),
 		saferetry.WithKeyMethods(http.MethodPost), // POST keyed, PATCH not
 		saferetry.WithAttemptTimeout(2*time.Second),
 		saferetry.WithMaxBodyBytes(64<<10),

@@ -151,7 +151,7 @@ func TestUnkeyedPostIsNotHedged(t *testing.T) {
 func TestExhaustedBudgetStopsHedgesButNotAttemptsInFlight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		base := &slowFirst{plan: []plannedAnswer{{after: time.Second, status: 200}}}
-		empty := NewBudget(BudgetRatio(0), BudgetMinRetriesPerSecond(0))
+		empty := NewBudget(0)
 		resp, err := hedgedStack(base, WithBudget(empty)).RoundTrip(get(t, "http://api.test/"))
 		if err != nil {
 			t.Fatal(err)

@@ -837,7 +837,7 @@ func TestZeroValueLayersAreUsable(t *testing.T) {
 }
 
 func TestBudgetStopsRetries(t *testing.T) {
-	exhausted := func() *Budget { return NewBudget(BudgetRatio(0), BudgetMinRetriesPerSecond(0)) }
+	exhausted := func() *Budget { return NewBudget(0) }
 	t.Run("status: the last response, marked", func(t *testing.T) {
 		s := &script{outcomes: statuses(503, 200)}
 		var events []Event
@@ -877,7 +877,7 @@ func TestBudgetStopsRetries(t *testing.T) {
 		}
 	})
 	t.Run("shared between transports", func(t *testing.T) {
-		shared := NewBudget(BudgetRatio(0), BudgetMinRetriesPerSecond(0.1), BudgetWindow(10*time.Second)) // a reserve of one retry
+		shared := oneRetryBudget()
 		a := &Transport{Base: &script{outcomes: statuses(503, 200)}, Budget: shared, Backoff: noWait}
 		b := &Transport{Base: &script{outcomes: statuses(503, 200)}, Budget: shared, Backoff: noWait}
 		ra, _ := a.RoundTrip(get(t, "http://api.test/"))

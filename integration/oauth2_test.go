@@ -109,7 +109,9 @@ func TestOAuth2Stacking(t *testing.T) {
 				tokens := newTokenEndpoint(t, 3600)
 				src := tokens.source(t)
 				api := newFakeAPI(t, failFirst(attemptsEach, http.StatusServiceUnavailable))
-				client := &http.Client{Transport: arr.build(t, src)}
+				// No budget: a fresh one allows two retries in all (its
+				// allowance), and this test is about the layering.
+				client := &http.Client{Transport: arr.build(t, src, saferetry.WithBudget(nil))}
 
 				for i := range logical {
 					payload := []byte(fmt.Sprintf(`{"order":%d,"amount":4200}`, i))

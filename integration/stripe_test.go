@@ -250,7 +250,9 @@ func TestStripeRetryLayers(t *testing.T) {
 					stopped.Store(int64(ev.Stopped))
 				}
 			})
-			sc := newStripeClient(t, api.URL, &http.Client{Transport: newStack(t, newBase(t), hook)}, tc.sdkRetries)
+			// No budget: a fresh one allows two retries in all (its
+			// allowance); TestStripeBudgetUnderOutage is about the budget.
+			sc := newStripeClient(t, api.URL, &http.Client{Transport: newStack(t, newBase(t), hook, saferetry.WithBudget(nil))}, tc.sdkRetries)
 
 			pi, err := createPaymentIntent(sc, "")
 			if tc.wantOK && (err != nil || pi.ID != "pi_1") {
@@ -277,24 +279,26 @@ func TestStripeRetryLayers(t *testing.T) {
 // TestStripeBudgetUnderOutage: saferetry's budget bounds only the retries
 // saferetry makes. Every call stripe-go makes, its own retries included,
 // reaches saferetry as a new logical request and deposits into the budget.
-// Against a full outage (502 from a proxy, which stripe-go retries) and a
-// budget with no reserve (ratio 0.1, floor 0), 10 PaymentIntent creates
-// cost 11 attempts with MaxNetworkRetries 0 (1.1x) but 33 with stripe-go's
-// default of 2 (3.3x: 30 stripe-go calls, plus one saferetry retry per ten
-// of them).
+// Against a full outage (502 from a proxy, which stripe-go retries) and
+// the default budget (ratio 0.1, an allowance of 2 retries plus a random
+// fraction, the host's phase), 10 PaymentIntent creates cost 12 or 13
+// attempts with MaxNetworkRetries 0 (2 retries from the allowance, one
+// more per ten requests) but 34 or 35 with stripe-go's default of 2 (30
+// stripe-go calls, plus saferetry's retries). A 502 is not an overload
+// answer, so the budget's gate does not stop the retries.
 func TestStripeBudgetUnderOutage(t *testing.T) {
 	const logical = 10
 	for _, tc := range []struct {
-		name         string
-		sdkRetries   *int64
-		wantAttempts int
+		name       string
+		sdkRetries *int64
+		min, max   int // attempts
 	}{
-		{"MaxNetworkRetries 0", stripe.Int64(0), 11},
-		{"stripe default retries", nil, 33},
+		{"MaxNetworkRetries 0", stripe.Int64(0), 12, 13},
+		{"stripe default retries", nil, 34, 35},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			api := newFakeStripe(t, func(int) fault { return status502HTML })
-			budget := saferetry.NewBudget(saferetry.BudgetMinRetriesPerSecond(0))
+			budget := saferetry.NewBudget(0.1)
 			httpClient := &http.Client{Transport: newStack(t, newBase(t), saferetry.WithBudget(budget))}
 			sc := newStripeClient(t, api.URL, httpClient, tc.sdkRetries)
 			for i := range logical {
@@ -302,8 +306,8 @@ func TestStripeBudgetUnderOutage(t *testing.T) {
 					t.Fatalf("create %d succeeded against a full outage", i)
 				}
 			}
-			if got := len(api.requests()); got != tc.wantAttempts {
-				t.Errorf("fake saw %d attempts for %d logical requests, want %d", got, logical, tc.wantAttempts)
+			if got := len(api.requests()); got < tc.min || got > tc.max {
+				t.Errorf("fake saw %d attempts for %d logical requests, want %d to %d", got, logical, tc.min, tc.max)
 			}
 		})
 	}
@@ -314,7 +318,9 @@ func TestStripeBudgetUnderOutage(t *testing.T) {
 // saferetry's *RetryError, which counts the attempts.
 func TestStripeErrorAfterRetries(t *testing.T) {
 	api := newFakeStripe(t, func(int) fault { return cutAfterCommit })
-	sc := newStripeClient(t, api.URL, &http.Client{Transport: newStack(t, newBase(t))}, stripe.Int64(0))
+	// No budget: a fresh one allows two retries (its allowance), not the
+	// three this test counts.
+	sc := newStripeClient(t, api.URL, &http.Client{Transport: newStack(t, newBase(t), saferetry.WithBudget(nil))}, stripe.Int64(0))
 
 	_, err := createPaymentIntent(sc, "order-7")
 	var rerr *saferetry.RetryError

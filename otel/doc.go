@@ -39,8 +39,7 @@
 //	events.go      the hook: retries, hedges and stops as span events
 //	metrics.go     the instruments and what is recorded per logical request
 //	budget.go      per-host budget and throttle gauges; overload.go binds them
-//	               to Budget.Hosts (build tag saferetry_overload until the
-//	               overload branch lands)
+//	               to Budget.Hosts
 //	attributes.go  semantic-convention attributes: method, server, error.type
 //	redact.go      what is never recorded: credentials in URLs, secret
 //	               query parameters and headers; logs.go applies it to

@@ -1,9 +1,3 @@
-//go:build saferetry_overload
-
-// This file compiles against the Budget of the overload branch
-// (Budget.Hosts, HostState, StopThrottled). Remove the build constraint,
-// and delete overload_pending.go, once that branch is merged.
-
 package saferetryotel
 
 import (

@@ -1,5 +1,3 @@
-//go:build saferetry_overload
-
 package saferetryotel
 
 import (

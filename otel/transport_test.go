@@ -31,7 +31,7 @@ func withReason(attrs, reason string) string {
 
 // refusingBudget is a retry budget that grants no retry.
 func refusingBudget() *saferetry.Budget {
-	return saferetry.NewBudget(saferetry.BudgetRatio(0), saferetry.BudgetMinRetriesPerSecond(0))
+	return saferetry.NewBudget(0)
 }
 
 // fixedBackoff makes backoff waits exact: 100ms, then 200ms, ...

@@ -456,7 +456,7 @@ func TestDoExitStatuses(t *testing.T) {
 	t.Run("5: the budget refuses, nothing sent", func(t *testing.T) {
 		saved := doTestOptions
 		t.Cleanup(func() { doTestOptions = saved })
-		doTestOptions = []saferetry.Option{saferetry.WithBudget(saferetry.NewBudget(saferetry.BudgetRatio(0), saferetry.BudgetMinRetriesPerSecond(0)))}
+		doTestOptions = []saferetry.Option{saferetry.WithBudget(saferetry.NewBudget(0))}
 		code, _, errOut := runDo(t, "", "-d", "x", closedURL(t))
 		wantExit(t, code, 5, errOut)
 		if !strings.Contains(errOut, "refused to send it and nothing was sent: safe to run again, later") {
@@ -466,7 +466,7 @@ func TestDoExitStatuses(t *testing.T) {
 	t.Run("4 not 5: the budget refuses after the request was sent", func(t *testing.T) {
 		saved := doTestOptions
 		t.Cleanup(func() { doTestOptions = saved })
-		doTestOptions = []saferetry.Option{saferetry.WithBudget(saferetry.NewBudget(saferetry.BudgetRatio(0), saferetry.BudgetMinRetriesPerSecond(0)))}
+		doTestOptions = []saferetry.Option{saferetry.WithBudget(saferetry.NewBudget(0))}
 		srv := newScriptServer(t, cut)
 		code, _, errOut := runDo(t, "", srv.URL)
 		wantExit(t, code, 4, errOut)

@@ -95,12 +95,10 @@ func runLiveStorm(ctx context.Context, s stormSettings, c storm.Config) (res sto
 	if err != nil {
 		return res, err
 	}
-	// The budgets (made by New) start their clock before the run does, so
-	// their windows line up with the run's 100ms buckets as closely as the
-	// clock allows.
+	// One stack, and so one budget, per instance.
 	clients := make([]*http.Client, s.instances)
 	for i := range clients {
-		clients[i] = &http.Client{Transport: saferetry.New(liveBase(), liveOptions(c, s.window)...)}
+		clients[i] = &http.Client{Transport: saferetry.New(liveBase(), liveOptions(c)...)}
 	}
 	run := &liveRun{s: s, rec: storm.NewRecorder(s.phases.End + liveDrain), url: "http://" + ln.Addr().String() + "/", start: time.Now()}
 	srv := &http.Server{
@@ -152,11 +150,12 @@ func runLiveStorm(ctx context.Context, s stormSettings, c storm.Config) (res sto
 	return res, nil
 }
 
-// liveOptions are the saferetry options of configuration c.
-func liveOptions(c storm.Config, window time.Duration) []saferetry.Option {
+// liveOptions are the saferetry options of configuration c: New's own
+// budget (the default) for the budgeted ones, none for the others.
+func liveOptions(c storm.Config) []saferetry.Option {
 	opts := []saferetry.Option{saferetry.WithMaxRetries(c.MaxRetries), saferetry.WithJitter(c.Jitter)}
-	if c.Budget {
-		return append(opts, saferetry.WithBudget(saferetry.NewBudget(saferetry.BudgetWindow(window))))
+	if c.Budgeted() {
+		return opts
 	}
 	return append(opts, saferetry.WithBudget(nil))
 }
@@ -216,20 +215,21 @@ func (r *liveRun) client(ctx, requests context.Context, hc *http.Client, rng *ra
 // logical sends one logical request and records its outcome.
 func (r *liveRun) logical(ctx context.Context, hc *http.Client) {
 	t0 := time.Now()
-	r.rec.Start(t0.Sub(r.start))
+	start := t0.Sub(r.start)
+	r.rec.Start(start)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url, nil)
 	if err != nil {
 		r.transportErrors.Add(1)
-		r.rec.Finish(false, 0)
+		r.rec.Finish(start, false, 0)
 		return
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		r.transportErrors.Add(1)
-		r.rec.Finish(false, 0)
+		r.rec.Finish(start, false, 0)
 		return
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	_ = resp.Body.Close()
-	r.rec.Finish(resp.StatusCode == http.StatusOK, time.Since(t0))
+	r.rec.Finish(start, resp.StatusCode == http.StatusOK, time.Since(t0))
 }

@@ -15,6 +15,9 @@ func simulateStorm(ctx context.Context, s stormSettings, c storm.Config, stderr 
 	if err := ctx.Err(); err != nil {
 		return stormResult{}, context.Cause(ctx)
 	}
+	if c.Budget != storm.BudgetNone && c.Budget != storm.BudgetSaferetry {
+		return stormResult{}, fmt.Errorf("the outage scenario compares saferetry's configurations only")
+	}
 	t0 := time.Now()
 	rec, stats, err := storm.Simulate(c, storm.SimParams{
 		Clients:   s.clients,

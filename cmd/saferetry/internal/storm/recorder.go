@@ -12,15 +12,20 @@ import (
 const BucketWidth = 100 * time.Millisecond
 
 // Recorder counts what happens during one configuration's run, by time
-// since the run began: attempts the server received (served or rejected)
-// and logical requests started, per BucketWidth, and the outcome and
-// latency of each logical request. A time past the recorder's span counts
-// in its last bucket; a negative time in its first. All methods are safe
-// for concurrent use and allocate nothing.
+// since the run began: attempts the server received (served or rejected),
+// the retries among them, attempts rejected locally by a throttle, and
+// logical requests started and, by the time they started, succeeded, per
+// BucketWidth; and the outcome and latency of each logical request. A
+// time past the recorder's span counts in its last bucket; a negative
+// time in its first. All methods are safe for concurrent use and allocate
+// nothing.
 type Recorder struct {
-	attempts []atomic.Int64
-	served   []atomic.Int64
-	started  []atomic.Int64
+	attempts  []atomic.Int64
+	served    []atomic.Int64
+	retries   []atomic.Int64
+	throttled []atomic.Int64
+	started   []atomic.Int64
+	okStarted []atomic.Int64 // logical requests started in the bucket that succeeded
 
 	succeeded atomic.Int64
 	failed    atomic.Int64
@@ -31,9 +36,12 @@ type Recorder struct {
 func NewRecorder(span time.Duration) *Recorder {
 	n := max(int((span+BucketWidth-1)/BucketWidth), 1)
 	return &Recorder{
-		attempts: make([]atomic.Int64, n),
-		served:   make([]atomic.Int64, n),
-		started:  make([]atomic.Int64, n),
+		attempts:  make([]atomic.Int64, n),
+		served:    make([]atomic.Int64, n),
+		retries:   make([]atomic.Int64, n),
+		throttled: make([]atomic.Int64, n),
+		started:   make([]atomic.Int64, n),
+		okStarted: make([]atomic.Int64, n),
 	}
 }
 
@@ -51,27 +59,38 @@ func (r *Recorder) Attempt(at time.Duration, served bool) {
 	}
 }
 
+// Retry records that the attempt sent at time at (and recorded with
+// Attempt) was a retry.
+func (r *Recorder) Retry(at time.Duration) { r.retries[r.bucket(at)].Add(1) }
+
+// Throttle records an attempt a throttle rejected locally at time at: it
+// never reached the server.
+func (r *Recorder) Throttle(at time.Duration) { r.throttled[r.bucket(at)].Add(1) }
+
 // Start records a logical request started at time at.
 func (r *Recorder) Start(at time.Duration) {
 	r.started[r.bucket(at)].Add(1)
 }
 
-// Finish records how a logical request ended: ok if its final response was
-// a success, in which case latency (from its start to its final response,
-// retries and waits included) joins the latency distribution.
-func (r *Recorder) Finish(ok bool, latency time.Duration) {
+// Finish records how a logical request started at time start ended: ok
+// if its final response was a success, in which case latency (from its
+// start to its final response, retries and waits included) joins the
+// latency distribution.
+func (r *Recorder) Finish(start time.Duration, ok bool, latency time.Duration) {
 	if !ok {
 		r.failed.Add(1)
 		return
 	}
 	r.succeeded.Add(1)
+	r.okStarted[r.bucket(start)].Add(1)
 	r.latency.add(latency)
 }
 
 // Series is a snapshot of a Recorder's counts.
 type Series struct {
-	// Attempts, Served and Started are per BucketWidth from time 0.
-	Attempts, Served, Started []int64
+	// Attempts, Served, Retries, Throttled, Started and OKStarted are per
+	// BucketWidth from time 0.
+	Attempts, Served, Retries, Throttled, Started, OKStarted []int64
 	// Succeeded and Failed count logical requests by outcome.
 	Succeeded, Failed int64
 }
@@ -89,7 +108,10 @@ func (r *Recorder) Series() Series {
 	return Series{
 		Attempts:  load(r.attempts),
 		Served:    load(r.served),
+		Retries:   load(r.retries),
+		Throttled: load(r.throttled),
 		Started:   load(r.started),
+		OKStarted: load(r.okStarted),
 		Succeeded: r.succeeded.Load(),
 		Failed:    r.failed.Load(),
 	}

@@ -70,8 +70,10 @@ func TestRecorderBuckets(t *testing.T) {
 	r.Attempt(time.Hour, false) // past the span: last bucket
 	r.Start(0)
 	r.Start(950 * time.Millisecond)
-	r.Finish(true, 7*time.Millisecond)
-	r.Finish(false, 0)
+	r.Finish(950*time.Millisecond, true, 7*time.Millisecond)
+	r.Finish(0, false, 0)
+	r.Retry(120 * time.Millisecond)
+	r.Throttle(310 * time.Millisecond)
 
 	s := r.Series()
 	if want := []int64{1, 2, 0, 0, 0, 0, 0, 0, 0, 1}; !slices.Equal(s.Attempts, want) {
@@ -82,6 +84,15 @@ func TestRecorderBuckets(t *testing.T) {
 	}
 	if want := []int64{1, 0, 0, 0, 0, 0, 0, 0, 0, 1}; !slices.Equal(s.Started, want) {
 		t.Errorf("started %v, want %v", s.Started, want)
+	}
+	if want := []int64{0, 0, 0, 0, 0, 0, 0, 0, 0, 1}; !slices.Equal(s.OKStarted, want) {
+		t.Errorf("succeeded by start %v, want %v", s.OKStarted, want)
+	}
+	if want := []int64{0, 1, 0, 0, 0, 0, 0, 0, 0, 0}; !slices.Equal(s.Retries, want) {
+		t.Errorf("retries %v, want %v", s.Retries, want)
+	}
+	if want := []int64{0, 0, 0, 1, 0, 0, 0, 0, 0, 0}; !slices.Equal(s.Throttled, want) {
+		t.Errorf("throttled %v, want %v", s.Throttled, want)
 	}
 	if s.Succeeded != 1 || s.Failed != 1 {
 		t.Errorf("succeeded %d, failed %d; want 1 and 1", s.Succeeded, s.Failed)

@@ -3,6 +3,7 @@ package storm
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"time"
@@ -21,26 +22,48 @@ import (
 // uniformly, and that is how they are generated: one pending arrival
 // instead of one per client, which keeps the queue as small as the
 // retries in flight. Client i belongs to service instance i mod Instances;
-// each instance has its own retry budget, as each process has its own
-// transport.
+// each instance has its own overload control (budget, throttle), as each
+// process has its own transport.
 //
 // Every attempt goes through the rules of a real saferetry.Transport: the
-// library's DefaultStrategy classifies the server's answer (a 503 to a GET
-// is transient), the retry is made only while the attempt number is at
-// most MaxRetries, its wait comes from the library's Exponential.Delay
-// (default bounds, the configuration's jitter) and it is asked of the
-// instance's saferetry.Budget, made by saferetry.NewBudget() with its
-// defaults and the virtual clock, before the wait. The server serves at
-// most Capacity attempts per 100 ms bucket, first come first served, and
-// rejects the others at once with 503; during the outage it rejects all.
+// library's DefaultStrategy classifies the outcome (a 503 or an attempt
+// timeout to a GET is transient), the retry is made only while the attempt
+// number is at most MaxRetries, its wait comes from the library's
+// Exponential.Delay (default bounds, the configuration's jitter), and it
+// is asked of the instance's budget before the wait; every attempt is
+// offered to the instance's throttle just before it is sent.
+//
+// The server is one of two kinds. By default it answers at once: it
+// serves at most Capacity attempts per 100 ms bucket, first come first
+// served, and rejects the others with 503 (cheap rejections, as a load
+// shedder in front of a server makes them). With Queue set it is a queue:
+// one FIFO of unbounded length in front of a server that works through
+// Capacity attempts per 100 ms, and does the work of every attempt it
+// queued, including those whose client gave up waiting (Timeout) and went
+// away; a client whose attempt is not done within Timeout sees an attempt
+// timeout. During the outage (Phases) the server keeps OutageCapacity of
+// its capacity: 0 is a full outage, in which the instant server answers
+// every attempt 503 and the queue stops. FailRate is the probability that
+// an attempt the instant server would serve is answered 503 anyway (a
+// healthy server's background of failures).
 type SimParams struct {
 	Clients   int           // clients, at least 1
-	Instances int           // service instances, one budget each; 1 to Clients
+	Instances int           // service instances, one control each; 1 to Clients
 	Think     time.Duration // mean time between a client's logical requests
 	Capacity  int           // attempts the server serves per 100 ms bucket
-	Service   time.Duration // time the server takes to serve an attempt
+	Service   time.Duration // time the instant server takes to serve an attempt
 	Phases    Phases        // the outage, and when arrivals stop
-	Seed      uint64        // seeds arrivals and jitter: same seed, same run
+	Seed      uint64        // seeds arrivals, jitter and draws: same seed, same run
+
+	// OutageCapacity is the fraction of Capacity left during the outage.
+	OutageCapacity float64
+	// FailRate is the fraction of attempts the instant server answers
+	// 503 whatever its load.
+	FailRate float64
+	// Queue makes the server a FIFO queue; Timeout is then the clients'
+	// attempt timeout, which must be set.
+	Queue   bool
+	Timeout time.Duration
 
 	// MaxEvents bounds the events processed; zero means no bound.
 	MaxEvents int64
@@ -52,7 +75,7 @@ type SimParams struct {
 
 // SimStats says how much work a simulation did.
 type SimStats struct {
-	Events int64 // attempts and arrivals processed
+	Events int64 // arrivals, attempts and outcomes processed
 }
 
 // ErrEventLimit is returned by Simulate when it reached MaxEvents.
@@ -60,11 +83,8 @@ var ErrEventLimit = errors.New("storm: simulation stopped at its event limit")
 
 // simTail is how long past Phases.End a simulation's recorder reaches:
 // retries started before the end may land after it (at most the sum of
-// three capped waits), and are still counted.
-const simTail = 5 * time.Second
-
-// simHost is the upstream's host, the budgets' key.
-const simHost = "upstream.example:443"
+// three capped waits, plus attempt timeouts), and are still counted.
+const simTail = 10 * time.Second
 
 // Simulate runs configuration c through the storm p describes and returns
 // what it recorded. It is deterministic: the same c, p and p.Seed give the
@@ -79,8 +99,10 @@ func Simulate(c Config, p SimParams) (*Recorder, SimStats, error) {
 		c:        c,
 		rec:      NewRecorder(p.Phases.End + simTail),
 		arrivals: rand.New(rand.NewPCG(p.Seed, 1)),
+		draws:    rand.New(rand.NewPCG(p.Seed, 3)),
 		meanGap:  float64(p.Think) / float64(p.Clients),
 	}
+	s.draw = s.draws.Float64
 	jitter := rand.New(rand.NewPCG(p.Seed, 2))
 	s.backoff = saferetry.Exponential{
 		Initial: 100 * time.Millisecond, // the library's defaults
@@ -88,17 +110,21 @@ func Simulate(c Config, p SimParams) (*Recorder, SimStats, error) {
 		Jitter:  c.Jitter,
 		Rand:    jitter.Int64N,
 	}
-	epoch := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
-	clock := func() time.Time { return epoch.Add(time.Duration(s.now)) }
-	s.budgets = make([]*saferetry.Budget, p.Instances) // nil: no budget
-	if c.Budget {
-		for i := range s.budgets {
-			s.budgets[i] = saferetry.NewBudget(saferetry.BudgetClock(clock))
-		}
+	s.controls = make([]control, p.Instances)
+	phases := rand.New(rand.NewPCG(p.Seed, 4))
+	for i := range s.controls {
+		s.controls[i] = newControl(c, c.K, phases.Float64())
 	}
-	s.req, _ = http.NewRequest(http.MethodGet, "http://"+simHost+"/", nil)
-	s.ok = &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Request: s.req}
-	s.unavailable = &http.Response{StatusCode: http.StatusServiceUnavailable, Header: http.Header{}, Request: s.req}
+	req, _ := http.NewRequest(http.MethodGet, "http://upstream.example/", nil)
+	unavailable := &http.Response{StatusCode: http.StatusServiceUnavailable, Header: http.Header{}, Request: req}
+	timeout := fmt.Errorf("%w after %v", saferetry.ErrAttemptTimeout, p.Timeout)
+	for n := range s.retryable {
+		// What DefaultStrategy says of a failed attempt number n+1: the
+		// same for every request, so asked once.
+		s.retryable[n][0] = saferetry.DefaultStrategy.Classify(saferetry.Attempt{Request: req, Response: unavailable, Number: n + 1}) == saferetry.Transient
+		s.retryable[n][1] = saferetry.DefaultStrategy.Classify(saferetry.Attempt{Request: req, Err: timeout, Number: n + 1}) == saferetry.Transient
+	}
+	s.work = float64(BucketWidth) / float64(max(p.Capacity, 1))
 	if s.p.ProgressEvery <= 0 {
 		s.p.ProgressEvery = 1 << 22
 	}
@@ -118,24 +144,35 @@ func (p SimParams) validate() error {
 		return fmt.Errorf("storm: capacity %d, want at least 0", p.Capacity)
 	case p.Phases.OutageStart < 0 || p.Phases.OutageEnd < p.Phases.OutageStart || p.Phases.End < p.Phases.OutageEnd:
 		return fmt.Errorf("storm: phases %+v out of order", p.Phases)
+	case !(p.OutageCapacity >= 0 && p.OutageCapacity <= 1):
+		return fmt.Errorf("storm: outage capacity %v, want 0 to 1", p.OutageCapacity)
+	case !(p.FailRate >= 0 && p.FailRate <= 1):
+		return fmt.Errorf("storm: fail rate %v, want 0 to 1", p.FailRate)
+	case p.Queue && p.Timeout <= 0:
+		return fmt.Errorf("storm: a queueing server needs an attempt timeout, got %v", p.Timeout)
 	}
 	return nil
 }
 
-// event is a retry attempt due at a virtual time; seq orders events due at
-// the same time by when they were scheduled, so runs are deterministic.
+// event is a retry due, or an attempt's outcome, at a virtual time; seq
+// orders events due at the same time by when they were scheduled, so runs
+// are deterministic.
 type event struct {
-	at  int64
-	seq uint64
-	id  int32 // index into sim.reqs
+	at      int64
+	seq     uint64
+	id      int32 // index into sim.reqs
+	outcome bool  // false: the retry attempt r.attempt is due
 }
 
 // simReq is a logical request in flight.
 type simReq struct {
 	start    int64
-	attempt  int32 // the number of the attempt due next
-	instance int32
 	prev     time.Duration // the previous backoff delay
+	attempt  int32         // the number of the attempt in flight or due next
+	instance int32
+	cost     int32 // what the budget charged for the retry in flight
+	ok       bool  // the outcome of the attempt in flight, once known
+	timedOut bool
 }
 
 type sim struct {
@@ -143,40 +180,68 @@ type sim struct {
 	c   Config
 	rec *Recorder
 
-	now     int64 // the virtual time, in ns since the start of the run
-	events  int64
-	seq     uint64
-	queue   []event // a binary min-heap on (at, seq)
-	reqs    []simReq
-	free    []int32
-	arrival int64 // when the next logical request starts
+	now    int64 // the virtual time, in ns since the start of the run
+	events int64
+	seq    uint64
+	queue  []event // retries due: a 4-ary min-heap on (at, seq)
+	// The queueing server's outcomes need no heap: a FIFO server
+	// finishes attempts in the order they came, and timeouts fall due in
+	// the order the attempts were sent, so each list is already sorted.
+	served, timedOut fifo
+	reqs             []simReq
+	free             []int32
+	arrival          int64 // when the next logical request starts
 
 	arrivals *rand.Rand
+	draws    *rand.Rand // throttle draws and random failures
+	draw     func() float64
 	meanGap  float64 // mean ns between arrivals, all clients together
 	backoff  saferetry.Exponential
-	budgets  []*saferetry.Budget
+	controls []control
+	// retryable[n][timedOut] is DefaultStrategy's verdict on attempt n+1
+	// failing with a 503 (0) or an attempt timeout (1).
+	retryable [8][2]bool
 
-	bucket int64 // the server's current 100 ms bucket
+	bucket int64 // the instant server's current 100 ms bucket
 	used   int   // attempts served in it
 
-	req             *http.Request
-	ok, unavailable *http.Response
+	work float64 // the queue's ns of work per attempt at full capacity
+	busy float64 // when the queue's server will have done all it holds
 }
 
 func (s *sim) run() error {
 	s.arrival = s.gap()
 	end := int64(s.p.Phases.End)
 	for {
-		if s.arrival < end && (len(s.queue) == 0 || s.arrival <= s.queue[0].at) {
+		// The next event: the earliest of the next arrival (which wins a
+		// tie), the first retry due and the first of each outcome list.
+		var next *event
+		for _, ev := range [...]*event{s.top(), s.served.peek(), s.timedOut.peek()} {
+			if ev != nil && (next == nil || ev.before(*next)) {
+				next = ev
+			}
+		}
+		switch {
+		case s.arrival < end && (next == nil || s.arrival <= next.at):
 			s.now = s.arrival
 			s.arrival += s.gap()
 			s.start()
-		} else if len(s.queue) > 0 {
+		case next == nil:
+			return nil
+		case next.outcome:
+			ev := *next
+			if next == s.served.peek() {
+				s.served.pop()
+			} else {
+				s.timedOut.pop()
+			}
+			s.now = ev.at
+			r := &s.reqs[ev.id]
+			s.handle(ev.id, r.ok, r.timedOut)
+		default:
 			ev := s.pop()
 			s.now = ev.at
-			s.attempt(ev.id)
-		} else {
-			return nil
+			s.retry(ev.id)
 		}
 		s.events++
 		if s.p.Progress != nil && s.events%s.p.ProgressEvery == 0 {
@@ -191,9 +256,9 @@ func (s *sim) run() error {
 // gap draws the time to the next arrival.
 func (s *sim) gap() int64 { return int64(s.arrivals.ExpFloat64()*s.meanGap) + 1 }
 
-// start begins a logical request from a client drawn at random: it
-// deposits in its instance's budget, as Transport does once per logical
-// request, and makes its first attempt.
+// start begins a logical request from a client drawn at random: its first
+// attempt is offered to the instance's throttle, then deposited in its
+// budget and sent, as Transport does.
 func (s *sim) start() {
 	client := s.arrivals.IntN(s.p.Clients)
 	var id int32
@@ -204,62 +269,191 @@ func (s *sim) start() {
 		s.reqs = append(s.reqs, simReq{})
 	}
 	s.reqs[id] = simReq{start: s.now, attempt: 1, instance: int32(client % s.p.Instances)}
-	s.rec.Start(time.Duration(s.now))
-	s.budgets[s.reqs[id].instance].Deposit(simHost)
-	s.attempt(id)
+	now := time.Duration(s.now)
+	s.rec.Start(now)
+	ctl := s.controls[s.reqs[id].instance]
+	if !ctl.admit(now, s.draw) {
+		s.rec.Throttle(now)
+		s.finish(id, false)
+		return
+	}
+	ctl.deposit(now)
+	s.send(id)
 }
 
-// attempt sends the next attempt of request id, and decides what follows
-// it in the order saferetry.Transport does: classify, check the retry
-// limit, compute the wait, ask the budget, wait.
-func (s *sim) attempt(id int32) {
+// retry makes the retry of request id that is due now, unless the
+// throttle rejects it, which ends the request (its token goes back).
+func (s *sim) retry(id int32) {
 	r := &s.reqs[id]
-	served := s.serve()
-	s.rec.Attempt(time.Duration(s.now), served)
-	resp := s.unavailable
-	if served {
-		resp = s.ok
+	now := time.Duration(s.now)
+	ctl := s.controls[r.instance]
+	if !ctl.admit(now, s.draw) {
+		ctl.refund(now, r.cost)
+		s.rec.Throttle(now)
+		s.finish(id, false)
+		return
+	}
+	s.rec.Retry(now)
+	s.send(id)
+}
+
+// send delivers an attempt to the server. The instant server answers at
+// once; the queue's answer (or the client's timeout) is an event.
+func (s *sim) send(id int32) {
+	r := &s.reqs[id]
+	if !s.p.Queue {
+		served := s.serve()
+		s.rec.Attempt(time.Duration(s.now), served)
+		s.handle(id, served, false)
+		return
+	}
+	done := s.finishAt(math.Max(float64(s.now), s.busy), s.work)
+	s.busy = done
+	limit := s.now + int64(s.p.Timeout)
+	r.ok = done <= float64(limit)
+	r.timedOut = !r.ok
+	s.rec.Attempt(time.Duration(s.now), r.ok)
+	ev := event{at: limit, seq: s.seq, id: id, outcome: true}
+	s.seq++
+	if r.ok {
+		ev.at = int64(math.Ceil(done))
+		s.served.push(ev)
+	} else {
+		s.timedOut.push(ev)
+	}
+}
+
+// handle decides what follows an attempt's outcome, in the order
+// saferetry.Transport does: record it, classify, check the retry limit,
+// compute the wait, ask the budget, wait.
+func (s *sim) handle(id int32, ok, timedOut bool) {
+	r := &s.reqs[id]
+	now := time.Duration(s.now)
+	ctl := s.controls[r.instance]
+	ctl.outcome(now, ok, r.attempt, r.cost)
+	if ok {
+		s.finish(id, true)
+		return
 	}
 	n := int(r.attempt)
-	verdict := saferetry.DefaultStrategy.Classify(saferetry.Attempt{Request: s.req, Response: resp, Number: n})
-	switch {
-	case verdict == saferetry.Done:
-		s.finish(id, served, time.Duration(s.now-r.start)+s.p.Service)
-		return
-	case verdict == saferetry.Fatal, n > s.c.MaxRetries:
-		s.finish(id, false, 0)
+	to := 0
+	if timedOut {
+		to = 1
+	}
+	if n > s.c.MaxRetries || n > len(s.retryable) || !s.retryable[n-1][to] {
+		s.finish(id, false)
 		return
 	}
 	delay := s.backoff.Delay(n, r.prev)
-	if !s.budgets[r.instance].Withdraw(simHost) {
-		s.finish(id, false, 0)
+	granted, cost := ctl.withdraw(now, timedOut)
+	if !granted {
+		s.finish(id, false)
 		return
 	}
+	r.cost = cost
 	r.prev = delay
 	r.attempt++
 	s.push(event{at: s.now + int64(delay), id: id})
 }
 
-func (s *sim) finish(id int32, ok bool, latency time.Duration) {
-	s.rec.Finish(ok, latency)
+func (s *sim) finish(id int32, ok bool) {
+	r := &s.reqs[id]
+	var latency time.Duration
+	if ok {
+		latency = time.Duration(s.now - r.start)
+		if !s.p.Queue {
+			latency += s.p.Service
+		}
+	}
+	s.rec.Finish(time.Duration(r.start), ok, latency)
 	s.free = append(s.free, id)
 }
 
-// serve reports whether the server serves an attempt arriving now.
-func (s *sim) serve() bool {
+// capacityAt is the fraction of the server's capacity available at t.
+func (s *sim) capacityAt(t int64) float64 {
 	ph := s.p.Phases
-	if s.now >= int64(ph.OutageStart) && s.now < int64(ph.OutageEnd) {
-		return false
+	if t >= int64(ph.OutageStart) && t < int64(ph.OutageEnd) {
+		return s.p.OutageCapacity
 	}
+	return 1
+}
+
+// serve reports whether the instant server serves an attempt arriving
+// now.
+func (s *sim) serve() bool {
 	if b := s.now / int64(BucketWidth); b != s.bucket {
 		s.bucket, s.used = b, 0
 	}
-	if s.used >= s.p.Capacity {
+	limit := int(math.Round(s.capacityAt(s.now) * float64(s.p.Capacity)))
+	if s.used >= limit {
+		return false
+	}
+	if s.p.FailRate > 0 && s.draws.Float64() < s.p.FailRate {
 		return false
 	}
 	s.used++
 	return true
 }
+
+// finishAt returns when the queue's server, starting at start (ns), has
+// done work ns of full-capacity work, its speed following capacityAt.
+func (s *sim) finishAt(start, work float64) float64 {
+	ph := s.p.Phases
+	t := start
+	for {
+		speed, until := 1.0, math.Inf(1)
+		switch {
+		case t < float64(ph.OutageStart):
+			until = float64(ph.OutageStart)
+		case t < float64(ph.OutageEnd):
+			speed, until = s.p.OutageCapacity, float64(ph.OutageEnd)
+		}
+		if speed > 0 {
+			if need := work / speed; t+need <= until {
+				return t + need
+			}
+			work -= (until - t) * speed
+		}
+		t = until
+	}
+}
+
+// top returns the first retry due, or nil.
+func (s *sim) top() *event {
+	if len(s.queue) == 0 {
+		return nil
+	}
+	return &s.queue[0]
+}
+
+// fifo is a queue of events pushed in time order.
+type fifo struct {
+	evs  []event
+	head int
+}
+
+func (f *fifo) push(ev event) {
+	if f.head > 0 && f.head == len(f.evs) {
+		f.evs, f.head = f.evs[:0], 0
+	} else if f.head > 1024 && f.head > len(f.evs)/2 {
+		n := copy(f.evs, f.evs[f.head:])
+		f.evs, f.head = f.evs[:n], 0
+	}
+	f.evs = append(f.evs, ev)
+}
+
+func (f *fifo) peek() *event {
+	if f.head == len(f.evs) {
+		return nil
+	}
+	return &f.evs[f.head]
+}
+
+func (f *fifo) pop() { f.head++ }
+
+// The event queue is a 4-ary min-heap: half as deep as a binary one, and
+// each step's children share a cache line or two, which matters when a
+// storm without a budget keeps millions of retries pending.
 
 func (s *sim) push(ev event) {
 	ev.seq = s.seq
@@ -267,7 +461,7 @@ func (s *sim) push(ev event) {
 	q := append(s.queue, ev)
 	i := len(q) - 1
 	for i > 0 {
-		parent := (i - 1) / 2
+		parent := (i - 1) / 4
 		if !q[i].before(q[parent]) {
 			break
 		}
@@ -284,12 +478,12 @@ func (s *sim) pop() event {
 	q[0] = q[last]
 	q = q[:last]
 	for i := 0; ; {
-		least, l, r := i, 2*i+1, 2*i+2
-		if l < last && q[l].before(q[least]) {
-			least = l
-		}
-		if r < last && q[r].before(q[least]) {
-			least = r
+		least := i
+		first := 4*i + 1
+		for c := first; c < first+4 && c < last; c++ {
+			if q[c].before(q[least]) {
+				least = c
+			}
 		}
 		if least == i {
 			break

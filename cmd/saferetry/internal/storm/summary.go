@@ -43,10 +43,21 @@ type Summary struct {
 	// OutageLogical and OutageAttempts are the logical requests started,
 	// and the attempts the server received, during the outage.
 	OutageLogical, OutageAttempts int64
+	// OutageRetries are the retries among OutageAttempts;
+	// OutageSucceeded the logical requests started during the outage that
+	// succeeded (at any time).
+	OutageRetries, OutageSucceeded int64
+	// Throttled is the number of attempts a throttle rejected locally.
+	Throttled int64
 	// PeakOutage and PeakAfter are the most attempts the server received in
 	// one 100 ms bucket during the outage, and from its end to the end of
-	// the run.
-	PeakOutage, PeakAfter int64
+	// the run. PeakLate is the most in one bucket from PeakLateFrom into
+	// the outage to its end: the outage's start is exempt, where what a
+	// budget saved is spent.
+	PeakOutage, PeakAfter, PeakLate int64
+	// Normal is the mean number of attempts per 100 ms bucket before the
+	// outage.
+	Normal float64
 	// Recovery is the time from the end of the outage to the start of the
 	// first bucket from which the server served at least RecoveryLevel of
 	// its attempts for RecoveryHold. Recovered is false if that never
@@ -70,6 +81,24 @@ func (s Summary) Amplification() float64 { return ratio(s.Attempts, s.Logical) }
 // to the load it would have had.
 func (s Summary) OutageAmplification() float64 { return ratio(s.OutageAttempts, s.OutageLogical) }
 
+// OutageRetryRatio is retries per logical request during the outage.
+func (s Summary) OutageRetryRatio() float64 { return ratio(s.OutageRetries, s.OutageLogical) }
+
+// OutageSuccessRate is the fraction of the logical requests started
+// during the outage that succeeded.
+func (s Summary) OutageSuccessRate() float64 { return ratio(s.OutageSucceeded, s.OutageLogical) }
+
+// PeakLateRatio is PeakLate relative to the normal load.
+func (s Summary) PeakLateRatio() float64 {
+	if s.Normal == 0 {
+		return math.NaN()
+	}
+	return float64(s.PeakLate) / s.Normal
+}
+
+// PeakLateFrom is how far into the outage PeakLate starts counting.
+const PeakLateFrom = 2 * time.Second
+
 func ratio(a, b int64) float64 {
 	if b == 0 {
 		return math.NaN()
@@ -83,18 +112,31 @@ func Summarize(r *Recorder, p Phases) Summary {
 	s := r.Series()
 	outStart, outEnd := int(p.OutageStart/BucketWidth), int(p.OutageEnd/BucketWidth)
 	end := min(int((p.End+BucketWidth-1)/BucketWidth), len(s.Attempts))
+	lateStart := int((p.OutageStart + PeakLateFrom) / BucketWidth)
 	sum := Summary{Succeeded: s.Succeeded, P50: r.Quantile(0.5), P99: r.Quantile(0.99)}
+	var before int64
 	for i, a := range s.Attempts {
 		sum.Attempts += a
 		sum.Logical += s.Started[i]
+		sum.Throttled += s.Throttled[i]
 		switch {
+		case i < outStart:
+			before += a
 		case i >= outStart && i < outEnd:
 			sum.OutageAttempts += a
+			sum.OutageRetries += s.Retries[i]
 			sum.OutageLogical += s.Started[i]
+			sum.OutageSucceeded += s.OKStarted[i]
 			sum.PeakOutage = max(sum.PeakOutage, a)
+			if i >= lateStart {
+				sum.PeakLate = max(sum.PeakLate, a)
+			}
 		case i >= outEnd:
 			sum.PeakAfter = max(sum.PeakAfter, a)
 		}
+	}
+	if outStart > 0 {
+		sum.Normal = float64(before) / float64(outStart)
 	}
 	hold := int(RecoveryHold / BucketWidth)
 	healthy := func(i int) bool {
@@ -115,42 +157,35 @@ func Summarize(r *Recorder, p Phases) Summary {
 	return sum
 }
 
-// Bound is the most attempts per logical request that a retry budget
-// allows during a full outage: the budget refuses a retry unless the
-// retries of the last window stay within floor*window plus ratio times the
-// window's logical requests. Over an outage of a whole number of windows,
-// with Rate logical requests per second per budget, that is
+// Bound is the most attempts per logical request that saferetry's retry
+// budget allows during a full outage, for one budget (one instance) that
+// sends N logical requests during it, all failing: its retries are at
+// most the tokens it held when the outage began (its cap: max(c, ratio x
+// the requests of its last ~W), W = BudgetWindow, plus its phase, less
+// than one token) plus those the outage's requests earn, ratio x N. So
 //
-//	1 + ratio + floor/Rate
+//	attempts per logical request <= 1 + ratio + (cap + 1)/N
 //
-// attempts per logical request. An outage of a fractional number of windows
-// is bounded through the whole windows that cover it, which lets in credit
-// earned before the outage: the bound is then (ratio + floor/Rate) times
-// windows*window/outage, plus 1.
+// with cap = max(c, ratio x Rate x W) for a steady rate of Rate requests
+// per second per budget. The bound is per budget: the number of instances
+// enters only through the rate each one sees.
 type Bound struct {
-	Rate    float64       // logical requests per second per budget during the outage
-	Ratio   float64       // the budget's ratio
-	Floor   float64       // the budget's floor, retries per second
-	Window  time.Duration // the budget's window
-	Windows int           // whole windows covering the outage
-	Outage  time.Duration // the outage's length
-	Value   float64       // the bound
+	Rate  float64 // logical requests per second per budget during the outage
+	N     float64 // logical requests per budget during the outage
+	Cap   float64 // the budget's cap at the outage's start, without the phase, in retries
+	Ratio float64 // the budget's ratio
+	Value float64 // the bound
 }
 
-// BudgetBound computes the bound for s, the summary of a configuration with
-// a budget (ratio, floor, window) in each of budgets service instances.
-func BudgetBound(s Summary, p Phases, budgets int, ratio, floor float64, window time.Duration) Bound {
-	outage := p.Outage()
-	b := Bound{
-		Rate:    float64(s.OutageLogical) / outage.Seconds() / float64(budgets),
-		Ratio:   ratio,
-		Floor:   floor,
-		Window:  window,
-		Windows: int((outage + window - 1) / window),
-		Outage:  outage,
-	}
-	cover := float64(b.Windows) * window.Seconds() / outage.Seconds()
-	b.Value = 1 + (ratio+floor/b.Rate)*cover
+// BudgetBound computes the bound for s, the summary of a configuration
+// with saferetry's budget in each of budgets service instances, from the
+// rate of logical requests during the outage (the load is open: the same
+// before it).
+func BudgetBound(s Summary, p Phases, budgets int) Bound {
+	b := Bound{Rate: float64(s.OutageLogical) / p.Outage().Seconds() / float64(budgets), Ratio: BudgetRatio}
+	b.N = b.Rate * p.Outage().Seconds()
+	b.Cap = max(BudgetAllowance, BudgetRatio*b.Rate*BudgetWindow.Seconds())
+	b.Value = 1 + BudgetRatio + (b.Cap+1)/b.N
 	return b
 }
 
@@ -159,15 +194,12 @@ func (b Bound) Holds(a float64) bool { return a <= b.Value }
 
 // Formula returns how the bound was computed, for the report.
 func (b Bound) Formula() string {
-	// Whole requests per second where that is precise enough; a rate
-	// under 100/s keeps three significant digits, so that a low rate does
-	// not print as a division by 0.
-	rate := fmt.Sprintf("%.0f", b.Rate)
-	if b.Rate < 100 {
-		rate = fmt.Sprintf("%.3g", b.Rate)
+	// Whole requests where that is precise enough; fewer than 100 keep
+	// three significant digits, so that a small N does not print as a
+	// division by 0.
+	n := fmt.Sprintf("%.0f", b.N)
+	if b.N < 100 {
+		n = fmt.Sprintf("%.3g", b.N)
 	}
-	if time.Duration(b.Windows)*b.Window == b.Outage {
-		return fmt.Sprintf("1 + %g + %g/%s", b.Ratio, b.Floor, rate)
-	}
-	return fmt.Sprintf("1 + (%g + %g/%s) x %d windows/outage", b.Ratio, b.Floor, rate, b.Windows)
+	return fmt.Sprintf("1 + %g + (%.3g+1)/%s", b.Ratio, b.Cap, n)
 }

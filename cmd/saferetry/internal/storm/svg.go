@@ -10,24 +10,42 @@ import (
 	"time"
 )
 
-// Chart is a line chart of attempts per BucketWidth over time, one line
-// per configuration, with the outage shaded and, optionally, the server's
+// Chart is a line chart of a quantity per BucketWidth over time (by
+// default, the attempts the server received), one line per
+// configuration, with the outage shaded and, optionally, the server's
 // capacity drawn across. WriteSVG renders it as a standalone SVG document.
 type Chart struct {
 	Title    string
 	Subtitle string
 	Phases   Phases
+	// Shade labels the outage's band; empty means "full outage: every
+	// request 503".
+	Shade string
+	// YLabel labels the vertical axis; empty means "attempts received by
+	// the server per 100ms". Percent draws the values, fractions, as
+	// percentages.
+	YLabel  string
+	Percent bool
 	// Capacity is the most attempts per bucket the server can serve; zero
 	// draws no capacity line.
 	Capacity float64
 	Lines    []Line
 }
 
-// Line is one configuration's series: Points[i] is the number of attempts
-// in bucket i, from time 0. Points past Phases.End are not drawn.
+// Line is one configuration's series: Points[i] is its value in bucket i,
+// from time 0. Points past Phases.End are not drawn.
 type Line struct {
 	Label  string
-	Points []int64
+	Points []float64
+}
+
+// Counts converts per-bucket counts to a Line's points.
+func Counts(c []int64) []float64 {
+	out := make([]float64, len(c))
+	for i, v := range c {
+		out[i] = float64(v)
+	}
+	return out
 }
 
 // The chart's geometry, in SVG user units.
@@ -43,7 +61,7 @@ const (
 
 // palette holds colours told apart by most readers, colour-blind included
 // (Tableau 10).
-var palette = []string{"#4e79a7", "#e15759", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f"}
+var palette = []string{"#4e79a7", "#e15759", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#ff9da7", "#bab0ac"}
 
 // WriteSVG writes the chart as an SVG 1.1 document.
 func (c Chart) WriteSVG(w io.Writer) error {
@@ -52,29 +70,41 @@ func (c Chart) WriteSVG(w io.Writer) error {
 	var top float64
 	for _, l := range c.Lines {
 		for _, v := range l.Points[:min(len(l.Points), buckets)] {
-			top = max(top, float64(v))
+			top = max(top, v)
 		}
 	}
-	top = max(top, c.Capacity*1.1, 1)
+	scale := 1.0
+	if c.Percent {
+		scale = 100
+	}
+	top = max(top*scale, c.Capacity*1.1, 1)
 	yStep := niceStep(top / 5)
 	yMax := math.Ceil(top/yStep) * yStep
+	shade, yLabel := c.Shade, c.YLabel
+	if shade == "" {
+		shade = "full outage: every request 503"
+	}
+	if yLabel == "" {
+		yLabel = fmt.Sprintf("attempts received by the server per %v", BucketWidth)
+	}
 	x := func(t time.Duration) float64 {
 		return plotLeft + (plotRight-plotLeft)*t.Seconds()/c.Phases.End.Seconds()
 	}
 	y := func(v float64) float64 { return plotBottom - (plotBottom-plotTop)*v/yMax }
 
 	fmt.Fprintf(bw, `<?xml version="1.0" encoding="UTF-8"?>`+"\n")
+	height := max(svgHeight, legendTop+19*len(c.Lines)+8) // room for the legend
 	fmt.Fprintf(bw, `<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="%d" height="%d" viewBox="0 0 %d %d" font-family="Helvetica, Arial, sans-serif" font-size="12">`+"\n",
-		svgWidth, svgHeight, svgWidth, svgHeight)
+		svgWidth, height, svgWidth, height)
 	fmt.Fprintf(bw, "<title>%s</title>\n", esc(c.Title))
-	fmt.Fprintf(bw, `<rect width="%d" height="%d" fill="#ffffff"/>`+"\n", svgWidth, svgHeight)
+	fmt.Fprintf(bw, `<rect width="%d" height="%d" fill="#ffffff"/>`+"\n", svgWidth, height)
 	fmt.Fprintf(bw, `<text x="%d" y="28" font-size="17" font-weight="bold">%s</text>`+"\n", plotLeft, esc(c.Title))
 	fmt.Fprintf(bw, `<text x="%d" y="48" fill="#555555">%s</text>`+"\n", plotLeft, esc(c.Subtitle))
 
 	// The outage, shaded behind everything else.
 	x0, x1 := x(c.Phases.OutageStart), x(c.Phases.OutageEnd)
 	fmt.Fprintf(bw, `<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="#e15759" fill-opacity="0.10"/>`+"\n", x0, plotTop, x1-x0, plotBottom-plotTop)
-	fmt.Fprintf(bw, `<text x="%.1f" y="%d" text-anchor="middle" fill="#b03a3c">full outage: every request 503</text>`+"\n", (x0+x1)/2, plotTop+16)
+	fmt.Fprintf(bw, `<text x="%.1f" y="%d" text-anchor="middle" fill="#b03a3c">%s</text>`+"\n", (x0+x1)/2, plotTop+16, esc(shade))
 
 	// Grid, ticks and labels.
 	fmt.Fprintf(bw, `<g stroke="#dddddd" stroke-width="1">`+"\n")
@@ -97,7 +127,7 @@ func (c Chart) WriteSVG(w io.Writer) error {
 	fmt.Fprintf(bw, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#333333"/>`+"\n", plotLeft, plotBottom, plotRight, plotBottom)
 	fmt.Fprintf(bw, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#333333"/>`+"\n", plotLeft, plotTop, plotLeft, plotBottom)
 	fmt.Fprintf(bw, `<text x="%d" y="%d" text-anchor="middle">time since the start of the run (s)</text>`+"\n", (plotLeft+plotRight)/2, plotBottom+38)
-	fmt.Fprintf(bw, `<text transform="translate(22 %d) rotate(-90)" text-anchor="middle">attempts received by the server per %v</text>`+"\n", (plotTop+plotBottom)/2, BucketWidth)
+	fmt.Fprintf(bw, `<text transform="translate(22 %d) rotate(-90)" text-anchor="middle">%s</text>`+"\n", (plotTop+plotBottom)/2, esc(yLabel))
 
 	if c.Capacity > 0 {
 		fmt.Fprintf(bw, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#333333" stroke-dasharray="6 4"/>`+"\n", plotLeft, y(c.Capacity), plotRight, y(c.Capacity))
@@ -112,7 +142,7 @@ func (c Chart) WriteSVG(w io.Writer) error {
 				pts.WriteByte(' ')
 			}
 			t := time.Duration(j)*BucketWidth + BucketWidth/2
-			fmt.Fprintf(&pts, "%.1f,%.1f", x(t), y(float64(v)))
+			fmt.Fprintf(&pts, "%.1f,%.1f", x(t), y(v*scale))
 		}
 		fmt.Fprintf(bw, `<polyline fill="none" stroke="%s" stroke-width="1.6" stroke-linejoin="round" points="%s"><title>%s</title></polyline>`+"\n",
 			palette[i%len(palette)], pts.String(), esc(l.Label))

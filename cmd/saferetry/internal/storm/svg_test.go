@@ -67,9 +67,9 @@ func TestChartSVG(t *testing.T) {
 	ph := Phases{OutageStart: 1500 * time.Millisecond, OutageEnd: 4500 * time.Millisecond, End: 6 * time.Second}
 	var lines []Line
 	for i, c := range Configs {
-		pts := make([]int64, 65) // five buckets past the end: not drawn
+		pts := make([]float64, 65) // five buckets past the end: not drawn
 		for j := range pts {
-			pts[j] = int64(200 + 100*i*j%700)
+			pts[j] = float64(200 + 100*i*j%700)
 		}
 		lines = append(lines, Line{Label: c.Label, Points: pts})
 	}
