@@ -23,9 +23,9 @@ var doTestOptions []saferetry.Option
 // to send a request itself, rather than that sending failed. With nothing
 // sent, they end do with exit status 5.
 //
-// THROTTLE: add saferetry.ErrThrottled here once adaptive throttling
-// lands; this list is the only place exit status 5 needs it.
-var localRefusals = []error{saferetry.ErrBudgetExhausted}
+// localRefusals are the errors by which saferetry refused, locally, to
+// send: with nothing sent, they mean exit status 5.
+var localRefusals = []error{saferetry.ErrBudgetExhausted, saferetry.ErrThrottled}
 
 // send opens the store, sends the request through saferetry's default
 // stack and writes the response out. Its error carries the exit status.
