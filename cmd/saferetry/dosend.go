@@ -22,9 +22,6 @@ var doTestOptions []saferetry.Option
 // localRefusals are the errors by which saferetry reports that it refused
 // to send a request itself, rather than that sending failed. With nothing
 // sent, they end do with exit status 5.
-//
-// localRefusals are the errors by which saferetry refused, locally, to
-// send: with nothing sent, they mean exit status 5.
 var localRefusals = []error{saferetry.ErrBudgetExhausted, saferetry.ErrThrottled}
 
 // send opens the store, sends the request through saferetry's default
