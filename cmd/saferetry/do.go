@@ -22,8 +22,9 @@ write: a POST or PATCH carries an Idempotency-Key that every retry reuses,
 and any other non-idempotent request is retried only when it provably never
 reached the server. Transient failures (connection errors, 408, 429, 500,
 502, 503, 504) are retried with capped exponential backoff and jitter, after
-the server's Retry-After when it sends one, within a retry budget. Redirects
-are not followed.
+the server's wait when it announces one (Retry-After, rate-limit headers).
+A single run has no history for a retry budget to bound, so none is kept:
+--retries is what it does. Redirects are not followed.
 
 Durable keys: with --operation NAME --store sqlite:PATH (or redis://ADDR),
 the key is written to the store before the request is sent. A run killed
@@ -83,8 +84,9 @@ Exit status:
      did: its response body was cut): run it again only if it is
      idempotent (GET, PUT, DELETE, ...) or was sent with --operation, with
      the same --operation and --store
-  5  saferetry's retry budget or throttle refused to send, and nothing
-     reached the server: safe to run again, later
+  5  saferetry refused to send it itself (a retry budget or the throttle,
+     which a single run does not keep), and nothing reached the server:
+     safe to run again, later
 `, defaultDoRetries)
 
 // defaultDoRetries is the stack's default retry limit, as -h states it.

@@ -627,7 +627,7 @@ func TestDoBadInput(t *testing.T) {
 func TestDoHelp(t *testing.T) {
 	code, out, errOut := runDo(t, "", "-h")
 	wantExit(t, code, 0, errOut)
-	for _, want := range []string{"Usage: saferetry do [flags] URL", "Exit status:", "  5  saferetry's retry budget", "--operation NAME", "--attempt-timeout D"} {
+	for _, want := range []string{"Usage: saferetry do [flags] URL", "Exit status:", "  5  saferetry refused to send it itself", "--operation NAME", "--attempt-timeout D"} {
 		if !strings.Contains(out+errOut, want) {
 			t.Errorf("-h lacks %q", want)
 		}

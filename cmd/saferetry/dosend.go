@@ -27,7 +27,10 @@ var localRefusals = []error{saferetry.ErrBudgetExhausted, saferetry.ErrThrottled
 // send opens the store, sends the request through saferetry's default
 // stack and writes the response out. Its error carries the exit status.
 func (d *doRequest) send(ctx context.Context, stdout, stderr io.Writer) error {
-	opts := []saferetry.Option{saferetry.WithAttemptTimeout(d.attemptTimeout)}
+	// One logical request per process: a budget has no history to bound
+	// here (saferetry's docs: no bound holds for one-request processes),
+	// and its starting allowance, 2 retries, would only cap --retries.
+	opts := []saferetry.Option{saferetry.WithAttemptTimeout(d.attemptTimeout), saferetry.WithBudget(nil)}
 	if d.retries >= 0 {
 		opts = append(opts, saferetry.WithMaxRetries(d.retries))
 	}
