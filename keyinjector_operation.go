@@ -124,7 +124,7 @@ func (f Fingerprint) String() string {
 // form stores persist. It fails if the method is not a token, which the
 // text could not hold unambiguously.
 func (f Fingerprint) MarshalText() ([]byte, error) {
-	if !isToken(f.Method) {
+	if !validHeaderName(f.Method) {
 		return nil, fmt.Errorf("saferetry: fingerprint method %q is not a token", f.Method)
 	}
 	return []byte(f.String()), nil
@@ -136,7 +136,7 @@ func (f *Fingerprint) UnmarshalText(text []byte) error {
 	method, rest, _ := strings.Cut(string(text), " ")
 	urlDigest, bodyDigest, _ := strings.Cut(rest, " ")
 	var got Fingerprint
-	if !isToken(method) || !parseDigest(&got.URLSHA256, urlDigest) || !parseDigest(&got.BodySHA256, bodyDigest) {
+	if !validHeaderName(method) || !parseDigest(&got.URLSHA256, urlDigest) || !parseDigest(&got.BodySHA256, bodyDigest) {
 		return fmt.Errorf("saferetry: malformed fingerprint %q", text)
 	}
 	got.Method = method
@@ -152,23 +152,6 @@ func parseDigest(sum *[sha256.Size]byte, text string) bool {
 	}
 	_, err := hex.Decode(sum[:], []byte(digest))
 	return err == nil
-}
-
-// isToken reports whether s is a token (RFC 9110 §5.6.2), as a method is.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // emptyBodySHA256 is the digest of no bytes.
