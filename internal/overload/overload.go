@@ -207,6 +207,7 @@ type Host struct {
 	// phase, set once by Init, adds a fraction of a token to both caps,
 	// at random: see Init.
 	phase int64
+	name  string // the host's name in its Table, if any
 }
 
 func pack(tokens, pace int64) uint64 { return uint64(tokens)<<32 | uint64(pace) }

@@ -29,6 +29,12 @@ type Table struct {
 	phase     func() float64 // draws new hosts' phases; nil: rand.Float64
 	hosts     sync.Map       // string -> *Host
 	nextSweep atomic.Int64   // tick at or after which idle hosts are swept
+	// last is a host recently looked up: most clients talk to one host
+	// most of the time, and comparing a name costs less than a map
+	// lookup. A miss replaces it only if it was not used in the current
+	// tick, so that a client talking to many hosts at once writes it at
+	// most once a tick.
+	last atomic.Pointer[Host]
 }
 
 // Init sets the table's configuration. Call it once, before any other
@@ -46,14 +52,32 @@ func (tb *Table) SetPhase(f func() float64) { tb.phase = f }
 // Config returns the table's configuration.
 func (tb *Table) Config() *Config { return tb.c }
 
+// lookup returns name's host, or nil if it has none. The host may have
+// been evicted since: its tick says so. t is the current tick, or -1 if
+// the caller did not read the clock (the cache is then left alone).
+func (tb *Table) lookup(name string, t int64) *Host {
+	last := tb.last.Load()
+	if last != nil && last.name == name {
+		return last
+	}
+	v, ok := tb.hosts.Load(name)
+	if !ok {
+		return nil
+	}
+	h := v.(*Host)
+	if t >= 0 && (last == nil || last.tick.Load() < t) {
+		tb.last.Store(h)
+	}
+	return h
+}
+
 // host returns name's live host, brought to tick t, making it if need be.
 func (tb *Table) host(name string, t int64) *Host {
 	for {
-		v, ok := tb.hosts.Load(name)
-		if !ok {
-			v = tb.add(name, t)
+		h := tb.lookup(name, t)
+		if h == nil {
+			h = tb.add(name, t)
 		}
-		h := v.(*Host)
 		alive, advanced := h.touch(tb.c, t)
 		if !alive {
 			// Evicted between the lookup and now: the next lookup finds
@@ -68,7 +92,7 @@ func (tb *Table) host(name string, t int64) *Host {
 }
 
 // add is host's slow path: a host not seen, or seen and evicted.
-func (tb *Table) add(name string, t int64) any {
+func (tb *Table) add(name string, t int64) *Host {
 	tb.maybeSweep(t)
 	h := new(Host)
 	draw := tb.phase
@@ -76,10 +100,14 @@ func (tb *Table) add(name string, t int64) any {
 		draw = rand.Float64
 	}
 	h.Init(tb.c, time.Duration(t)*Tick, draw())
-	// Clone the key so that the map does not pin a larger string the
-	// name may have been sliced from.
-	v, _ := tb.hosts.LoadOrStore(strings.Clone(name), h)
-	return v
+	// Clone the name so that the map does not pin a larger string it may
+	// have been sliced from.
+	h.name = strings.Clone(name)
+	v, loaded := tb.hosts.LoadOrStore(h.name, h)
+	if !loaded {
+		tb.last.Store(h)
+	}
+	return v.(*Host)
 }
 
 // maybeSweep evicts idle hosts if a sweep is due at tick t, at most once
@@ -143,9 +171,24 @@ func (tb *Table) Admit(name string, now time.Duration, k float64, draw func() fl
 	return tb.host(name, Ticks(now)).admit(tb.c, k, draw)
 }
 
-// Record counts the outcome of an attempt to name.
+// Record counts the outcome of an attempt to name at time now.
 func (tb *Table) Record(name string, now time.Duration, accepted bool) {
 	tb.host(name, Ticks(now)).record(accepted)
+}
+
+// RecordLatest counts the outcome of an attempt to name without reading
+// the clock: at the host's latest tick, which the request's own deposit
+// or withdrawal brought up to date (an outcome that comes after the host
+// was idle for a while counts as a little older than it is, and decays a
+// little sooner). It reports false, having counted nothing, if name has no
+// live host; call Record then.
+func (tb *Table) RecordLatest(name string, accepted bool) bool {
+	h := tb.lookup(name, -1)
+	if h == nil || h.tick.Load() == dead {
+		return false
+	}
+	h.record(accepted)
+	return true
 }
 
 // All iterates over the hosts in the table and their state at time now.
