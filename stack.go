@@ -27,8 +27,7 @@ var _ http.RoundTripper = (*Stack)(nil)
 // makes no progress for 30s. The stack has a retry budget of its own
 // (NewBudget's defaults) unless WithBudget says otherwise, and names
 // every attempt after the first in a Retry-Attempt header unless
-// WithAttemptHeader says otherwise, and throttles overloaded hosts with
-// K = 2 unless WithThrottle says otherwise. The result is
+// WithAttemptHeader says otherwise. The result is
 // meant for http.Client.Transport. New panics on an invalid option,
 // naming it.
 func New(base http.RoundTripper, opts ...Option) *Stack {
@@ -39,7 +38,6 @@ func New(base http.RoundTripper, opts ...Option) *Stack {
 	s.retries.Base = base
 	s.retries.Budget = new(Budget) // the zero Budget has the defaults
 	s.retries.AttemptHeader = defaultAttemptHeader
-	s.retries.Throttle = defaultThrottle
 	s.retries.latency = new(latency.Table)
 	s.bodies.Base = &s.retries
 	s.keys.Base = &s.bodies

@@ -158,13 +158,13 @@ var hedgers = []hedger{
 		return failsafehttp.NewRoundTripper(base, hedgepolicy.NewBuilderWithDelayQuantile[*http.Response](0.9, 100, 20).Build())
 	}},
 	{"saferetry 10ms", func(_ testing.TB, base *http.Transport, hedges *atomic.Int64) http.RoundTripper {
-		return saferetry.New(base, saferetry.WithHedge(hedgeDelay, 2), countHedges(hedges))
+		return saferetry.New(base, append([]saferetry.Option{saferetry.WithHedge(hedgeDelay, 2), countHedges(hedges)}, smokeOptions...)...)
 	}},
 	{"saferetry p90", func(_ testing.TB, base *http.Transport, hedges *atomic.Int64) http.RoundTripper {
-		return saferetry.New(base, saferetry.WithHedge(hedgeDelay, 2), saferetry.WithHedgeQuantile(0.9, 2), countHedges(hedges))
+		return saferetry.New(base, append([]saferetry.Option{saferetry.WithHedge(hedgeDelay, 2), saferetry.WithHedgeQuantile(0.9, 2), countHedges(hedges)}, smokeOptions...)...)
 	}},
 	{"saferetry p95", func(_ testing.TB, base *http.Transport, hedges *atomic.Int64) http.RoundTripper {
-		return saferetry.New(base, saferetry.WithHedge(hedgeDelay, 2), saferetry.WithHedgeQuantile(0.95, 2), countHedges(hedges))
+		return saferetry.New(base, append([]saferetry.Option{saferetry.WithHedge(hedgeDelay, 2), saferetry.WithHedgeQuantile(0.95, 2), countHedges(hedges)}, smokeOptions...)...)
 	}},
 }
 
@@ -364,10 +364,16 @@ func loadavg() string {
 // client that stopped hedging (a library update, a configuration change)
 // hangs until its timeout and fails here, as does one that leaves an
 // attempt's goroutine behind (goleak).
+// smokeOptions are added to saferetry's stacks by TestHedgingSmoke.
+var smokeOptions []saferetry.Option
+
 func TestHedgingSmoke(t *testing.T) {
 	// Every request here needs a hedge, and hedges spend saferetry's retry
-	// budget (10% of requests, an allowance of 2 for a fresh host): two
-	// stalls fit whatever the warm-up earned.
+	// budget (10% of requests by default, which the warm-up's own hedges
+	// may have spent): this test is about hedging, so it gives saferetry a
+	// budget that earns a hedge per request.
+	smokeOptions = []saferetry.Option{saferetry.WithBudget(saferetry.NewBudget(1))}
+	defer func() { smokeOptions = nil }()
 	const n, warmup, workers = 2, 40, 2
 	for _, h := range hedgers {
 		if h.name == "none" {
