@@ -91,8 +91,8 @@ type Params struct {
 //     queueing server at 90% load stays collapsed after a 3s trigger
 //     (the budget's 10% is enough to keep its queue from draining). With
 //     a 2s window the gate closed late (recovery at 90% load and half
-//     the capacity lost: 4.4s, against 2.8s) and the throttle let go late
-//     (4.6s against 0.8s at 75% load, 80% lost); 250ms recovered fastest
+//     the capacity lost: 4.1s, against 2.8s) and the throttle let go late
+//     (4.3s against 0.8s at 75% load, 80% lost); 250ms recovered fastest
 //     and rejected nothing in healthy runs. Ten requests of evidence keep
 //     an instance sending under 40 requests a second out of both.
 func Defaults(ratio float64) Params {

@@ -38,7 +38,7 @@ func (c Config) overload() *overload.Config {
 	return saferetryConfig
 }
 
-// Budget reports whether the configuration limits retries.
+// Budgeted reports whether the configuration limits retries.
 func (c Config) Budgeted() bool { return c.Budget != BudgetNone }
 
 // BudgetModel is a retry budget design, saferetry's or an anchor's.
