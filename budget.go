@@ -183,6 +183,20 @@ func (b *Budget) withdraw(host string) bool {
 	return b.table.Withdraw(host, b.now())
 }
 
+// gated reports whether the gate now refuses retries to host. The retry
+// loop asks it again when a granted retry falls due, if the failure it
+// follows left no response to hand back: a queueing server's attempts
+// time out all at once, and the retries granted at the first timeouts
+// would otherwise join its queue after more had shown the overload.
+// (After a response, the retry is settled before the wait, because the
+// response is released during it.)
+func (b *Budget) gated(host string) bool {
+	if b == nil {
+		return false
+	}
+	return b.table.Gated(host, b.now())
+}
+
 // refund gives back a token withdraw granted for a retry that was not made
 // (the body could not be replayed, the caller gave up during the wait,
 // the throttle rejected it), so an aborted retry costs no one else one.

@@ -218,6 +218,12 @@ func (h *hedgedRun) retryAfterAllFailed(a Attempt, cancel context.CancelFunc) (*
 		h.t.Budget.refund(h.req.URL.Host)
 		return nil, h.canceled(nil), true
 	}
+	if a.Response == nil && h.t.Budget.gated(h.req.URL.Host) {
+		closeBody(body)
+		h.t.Budget.refund(h.req.URL.Host)
+		resp, err := h.finish(a, h.refuse(a, StopBudget))
+		return resp, err, true
+	}
 	h.launch(body, false)
 	return nil, nil, false
 }

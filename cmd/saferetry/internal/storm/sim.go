@@ -280,12 +280,18 @@ func (s *sim) start() {
 	s.send(id)
 }
 
-// retry makes the retry of request id that is due now, unless the
-// throttle rejects it, which ends the request (its token goes back).
+// retry makes the retry of request id that is due now, unless the gate
+// now refuses the retry of a timed-out attempt, or the throttle rejects
+// it; either ends the request (its token goes back).
 func (s *sim) retry(id int32) {
 	r := &s.reqs[id]
 	now := time.Duration(s.now)
 	ctl := s.controls[r.instance]
+	if r.timedOut && ctl.gated(now) {
+		ctl.refund(now, r.cost)
+		s.finish(id, false)
+		return
+	}
 	if !ctl.admit(now, s.draw) {
 		ctl.refund(now, r.cost)
 		s.rec.Throttle(now)
