@@ -582,12 +582,20 @@ func TestQuietClientStreak(t *testing.T) {
 // it falls due: if other attempts timed out during its wait, it is not
 // sent, and the run ends with the timeout, stopped by the budget.
 func TestTimeoutRetryIsAskedAgainWhenDue(t *testing.T) {
+	t.Run("plain", func(t *testing.T) { testTimeoutRetryAskedAgain(t) })
+	// A hedge delay longer than the attempt timeout: the hedged loop's
+	// retry after its only attempt failed.
+	t.Run("hedged", func(t *testing.T) { testTimeoutRetryAskedAgain(t, WithHedge(2*time.Second, 1)) })
+}
+
+func testTimeoutRetryAskedAgain(t *testing.T, opts ...Option) {
 	synctest.Test(t, func(t *testing.T) {
 		host := &scriptedHost{}
 		var events []Event
 		var mu sync.Mutex
-		stack := New(host, WithAttemptTimeout(time.Second), WithJitter(NoJitter),
+		opts = append(opts, WithAttemptTimeout(time.Second), WithJitter(NoJitter),
 			WithHook(func(ev Event) { mu.Lock(); events = append(events, ev); mu.Unlock() }))
+		stack := New(host, opts...)
 		req, _ := http.NewRequest(http.MethodGet, "https://api.example/works", nil)
 		resp, err := stack.RoundTrip(req)
 		if err != nil {
