@@ -55,8 +55,9 @@
 // Retry-After, [RetryAfterCases] for that header in every form RFC 9110
 // allows and some it does not), hang, reset before the body is read,
 // reset after the write was committed (the response is lost, the effect is
-// not), reset or truncate the response body partway, or send the body
-// slowly. Two faults act below HTTP: [Server.ResetConns] resets the next
+// not), fail before the commit while a key is in flight (a 503 or a reset;
+// nothing applied, the key freed), reset or truncate the response body
+// partway, or send the body slowly. Two faults act below HTTP: [Server.ResetConns] resets the next
 // accepted connections before a byte of the request is read (over TLS,
 // during the handshake, so the client has provably written nothing of its
 // request), and [RefusedURL] gives an address on which nothing listens.

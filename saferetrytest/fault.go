@@ -61,6 +61,17 @@ const (
 	// Fault.Chunk bytes, sending the next piece each time Fault.Step
 	// yields a value or, without Step, after Fault.Delay.
 	SlowBody
+
+	// FailBeforeCommit reads the whole body and processes the request up
+	// to the commit as Pass does (a keyed write's key is marked in
+	// flight, so a concurrent request with the same key gets 409), holds
+	// there while Fault.Release says so, then fails instead of
+	// committing: nothing is applied, a key it marked in flight is freed
+	// so that a retry with it is processed afresh, and the request gets
+	// Fault.Status or, when Status is 0, a reset. It is a server that
+	// failed while processing the first request with a key: what a
+	// client's hedge meets as a 409 just before the first request fails.
+	FailBeforeCommit
 )
 
 var kindNames = [...]string{
@@ -72,6 +83,7 @@ var kindNames = [...]string{
 	ResetMidResponse:  "ResetMidResponse",
 	Truncate:          "Truncate",
 	SlowBody:          "SlowBody",
+	FailBeforeCommit:  "FailBeforeCommit",
 }
 
 // String returns the constant's name, for test names and logs.
@@ -104,7 +116,8 @@ type Fault struct {
 	// (faults scripted after it are never reached).
 	Count int
 
-	// Status is the status a Respond fault answers; default 503.
+	// Status is the status a Respond fault answers (default 503), and
+	// the one FailBeforeCommit answers (default none: a reset).
 	Status int
 
 	// Header is set on the response, replacing the server's values for the
@@ -139,7 +152,8 @@ type Fault struct {
 
 	// Release, when not nil, holds the request at the fault's hold point
 	// until a value can be received from it (closing it releases all):
-	// for Pass before the commit or the answer (see Pass); for Respond
+	// for Pass before the commit or the answer (see Pass), and for
+	// FailBeforeCommit at the same point, before it fails; for Respond
 	// before answering; for ResetAfterHeaders and
 	// ResetAfterCommit before the reset; for ResetMidResponse and Truncate
 	// after the partial body, before the cut. A request whose context ends

@@ -16,6 +16,10 @@ import (
 // errClosed reports that the server is closing.
 var errClosed = errors.New("saferetrytest: server closed")
 
+// errFailed reports that a FailBeforeCommit fault failed the request at
+// its hold point.
+var errFailed = errors.New("saferetrytest: failed before the commit")
+
 // response is an answer the server computed, before a fault delivers it.
 type response struct {
 	status int
@@ -79,7 +83,14 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	resp, err := s.process(ctx, r, i, key, body, f)
-	if err != nil {
+	switch {
+	case err == errFailed && f.Status != 0:
+		writeResponse(w, f.apply(textResponse(f.Status, http.StatusText(f.Status)+"\n")))
+		return
+	case err == errFailed:
+		resetRequest(w, r)
+		return
+	case err != nil:
 		panic(http.ErrAbortHandler) // dropped while held
 	}
 
@@ -111,14 +122,22 @@ func (s *Server) keyOf(h http.Header) string {
 // fault pauses here: before the commit (after a new key was marked in
 // flight), or before answering a read or a request the key store answers.
 // The returned error is errClosed or the context's error when the pause
-// was cut short; nothing was committed.
+// was cut short; nothing was committed. A FailBeforeCommit fault pauses
+// at the same point, then returns errFailed, having committed nothing and
+// freed the key it marked.
 func (s *Server) process(ctx context.Context, r *http.Request, i int, key string, body []byte, f Fault) (response, error) {
 	path := r.URL.Path
 	hold := func() error {
-		if f.Kind != Pass {
-			return nil
+		switch f.Kind {
+		case Pass:
+			return s.pause(ctx, f)
+		case FailBeforeCommit:
+			if err := s.pause(ctx, f); err != nil {
+				return err
+			}
+			return errFailed
 		}
-		return s.pause(ctx, f)
+		return nil
 	}
 	if isSafe(r.Method) {
 		if err := hold(); err != nil {
@@ -137,6 +156,10 @@ func (s *Server) process(ctx context.Context, r *http.Request, i int, key string
 			s.keys[key] = entry
 			s.mu.Unlock()
 		} else {
+			if f.Kind == FailBeforeCommit {
+				s.mu.Unlock()
+				return response{}, hold() // fails, whatever the key store says
+			}
 			// Answered from the key store: nothing is committed.
 			rec := &s.paths[path].Requests[i]
 			var resp response
