@@ -33,7 +33,7 @@ import (
 // such a hedge skip, naming the bug, instead of failing; every other
 // assertion of theirs still runs. Set it to true with the fix: a hedge
 // after a 409 then fails them.
-const hedgeAfterConflictFixed = false
+const hedgeAfterConflictFixed = true
 
 // skipIfHedgeAfterConflict fails, or skips while the bug is known, when
 // hedges were sent after the first 409.
