@@ -204,6 +204,7 @@ type Host struct {
 	reqs    atomic.Int64  // average of attempts answered or rejected, ~ThrottleWindow
 	accs    atomic.Int64  // average of accepted attempts, ~ThrottleWindow
 	k       atomic.Uint64 // bits of the last K the throttle was asked with
+	until   atomic.Int64  // the end of a rate-limit hold, 0 for none: see hold.go
 	// phase, set once by Init, adds a fraction of a token to both caps,
 	// at random: see Init.
 	phase int64

@@ -136,7 +136,7 @@ func (tb *Table) evictable(h *Host, idle int64) bool {
 	switch {
 	case idle >= c.maxIdle:
 		return true
-	case idle < c.idleEvict:
+	case idle < c.idleEvict, h.until.Load() != 0: // a hold stays until MaxIdle: see hold.go
 		return false
 	}
 	decayed := float64(h.reqs.Load()) * expTicks(idle, c.thrRate)
