@@ -52,7 +52,7 @@ func RateLimitCells(seed uint64) []RateLimitCell {
 	}
 	return []RateLimitCell{
 		cell("fw-2x", "600/min fixed window, demand 2x for 3 min, no deadline", func(*RateLimitParams) {}),
-		cell("fw-2x-dl", "the same, each request with a 10s deadline", func(p *RateLimitParams) { p.Deadline = dl }),
+		cell("fw-2x-dl", "600/min fixed window, demand 2x for 3 min, each request with a 10s deadline", func(p *RateLimitParams) { p.Deadline = dl }),
 		cell("fw-1.2x", "600/min fixed window, demand 1.2x for 3 min", func(p *RateLimitParams) { p.Surge = 12 }),
 		cell("fw-5x", "600/min fixed window, demand 5x for 3 min", func(p *RateLimitParams) { p.Surge = 50 }),
 		cell("fw-5x-dl", "the same, 10s deadline", func(p *RateLimitParams) { p.Surge = 50; p.Deadline = dl }),
@@ -137,7 +137,7 @@ func RunRateLimit(ctx context.Context, cells []RateLimitCell, variants []HoldVar
 func RateLimitChart(c RateLimitCell, variants []HoldVariant, results []*RateLimitResult) *Chart {
 	p := c.Params
 	ch := &Chart{
-		Title:    "Rate limit: 429s received per second, " + c.Name,
+		Title:    "Rate limit: 429s received per second (" + c.Name + ")",
 		Subtitle: c.Label,
 		Phases:   Phases{OutageStart: p.SurgeStart, OutageEnd: p.SurgeEnd, End: p.End},
 		Shade:    fmt.Sprintf("demand %gx the quota", p.Surge/(float64(p.Quota.Limit)/p.Quota.Window.Seconds())),
