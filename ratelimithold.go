@@ -52,8 +52,9 @@ var ErrRateLimited = errors.New("saferetry: rate limited: the host's quota is ex
 // panics in New), and forgotten at the reset, or once the host has been
 // idle 10 minutes: after that, a request goes out and learns it again.
 // A retry is never held: it already waits for the server's announced
-// wait. A stack without a hold costs a request nothing; one with a hold
-// but none learnt, a lookup and an atomic load (no allocation).
+// wait. Off, the hold costs a request one comparison. On, it costs an
+// atomic load while no host is held, and a clock read and a lookup while
+// one is; never an allocation.
 func WithRateLimitHold(on bool) Option {
 	return loopOption("WithRateLimitHold", func(t *Transport) { t.RateLimitHold = on })
 }
@@ -149,15 +150,20 @@ func (b *Budget) exhaust(host string, wait time.Duration) {
 }
 
 // heldFor returns how long host's announced exhaustion lasts from now, or
-// 0 if it has none; the clock is read only if it has one.
+// 0 if it has none. While no host of the budget is held it reads one
+// word, not even the clock.
 func (b *Budget) heldFor(host string) time.Duration {
-	until := b.table.HeldUntil(host)
-	if until == 0 {
+	end := b.table.HoldsEnd()
+	if end == 0 {
 		return 0
 	}
-	if left := until - b.now(); left > 0 {
+	now := b.now()
+	if end <= now {
+		b.table.EndHolds(end) // every hold has ended
+		return 0
+	}
+	if left := b.table.HeldUntil(host) - now; left > 0 {
 		return left
 	}
-	b.table.EndHold(host, until)
 	return 0
 }

@@ -23,13 +23,21 @@ func TestHoldKeepsTheLatestReset(t *testing.T) {
 	if got := tb.HeldUntil("other"); got != 0 {
 		t.Errorf("another host holds until %v", got)
 	}
-	tb.EndHold("api", 30*time.Second) // a stale end: no effect
-	if got := tb.HeldUntil("api"); got != 45*time.Second {
-		t.Fatalf("EndHold of a stale end cleared the hold: %v", got)
+	if got := tb.HoldsEnd(); got != 45*time.Second {
+		t.Fatalf("the table's holds end at %v, want 45s", got)
 	}
-	tb.EndHold("api", 45*time.Second)
-	if got := tb.HeldUntil("api"); got != 0 {
-		t.Errorf("held until %v after EndHold", got)
+	tb.Exhaust("other", 4*time.Second, 40*time.Second)
+	tb.EndHolds(40 * time.Second) // not the latest end: no effect
+	if got := tb.HoldsEnd(); got != 45*time.Second {
+		t.Fatalf("EndHolds of an earlier end cleared the table's: %v", got)
+	}
+	tb.EndHolds(45 * time.Second)
+	if got := tb.HoldsEnd(); got != 0 {
+		t.Errorf("the table's holds end at %v after EndHolds", got)
+	}
+	tb.Exhaust("api", 50*time.Second, 80*time.Second)
+	if got := tb.HoldsEnd(); got != 80*time.Second {
+		t.Errorf("a new hold after they all ended: the table's end %v, want 80s", got)
 	}
 }
 
@@ -42,8 +50,8 @@ func TestHoldConcurrentExhaust(t *testing.T) {
 		wg.Go(func() { tb.Exhaust("api", 0, time.Duration(i+1)*time.Second) })
 	}
 	wg.Wait()
-	if got := tb.HeldUntil("api"); got != 64*time.Second {
-		t.Errorf("held until %v, want 64s", got)
+	if got, end := tb.HeldUntil("api"), tb.HoldsEnd(); got != 64*time.Second || end != 64*time.Second {
+		t.Errorf("held until %v, the table's end %v, want 64s", got, end)
 	}
 }
 
