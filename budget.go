@@ -68,19 +68,29 @@ const defaultBudgetRatio = 0.1
 // spend its allowance. That is the price of letting a fresh process retry
 // at all, and it is paid once per process, not per second.
 //
-// Three rules keep what the bound allows from arriving at the wrong time:
+// Three rules keep what the bound allows from arriving at the wrong time,
+// and in a real outage make far less of it arrive:
 //
 //   - Pacing. A retry also needs a pace credit; each request earns 1.5 x
-//     ratio of one, held up to max(c, ratio x the requests of the last
+//     ratio of one, held up to max(5, ratio x the requests of the last
 //     50ms). Tokens saved in quiet times are spent at most 1.5 times as
-//     fast as they are earned, never all at an outage's first instant.
+//     fast as they are earned, never all at an outage's first instant;
+//     the floor of 5 lets hedges, which come in random clusters, through.
 //   - The gate. While more than half of the host's recent attempts (the
 //     last quarter second or so, and at least 10 of them) got overload
 //     answers, no retry is made, and the tokens saved beyond c are
 //     forfeited: retrying into an overloaded host only deepens its
 //     queue, and saved tokens spent as it recovers would be a retry storm
-//     of their own. A quieter client has too few attempts to tell, and is
-//     held by its tokens alone.
+//     of their own. Overload answers in a row close it too, until an
+//     attempt is accepted: two for a client too quiet for the averages
+//     (its only evidence), three for a busy one (whose attempts to a
+//     queueing server time out all at once, before the averages move).
+//     Streaks count only once the host has been seen to work: a fresh
+//     process spends its allowance. With the gate, a quiet client's
+//     outage costs one retry, not cap + ratio·N: the bound above is what
+//     holds when the failures are not in a row. A retry after a failure
+//     with no response to hand back (an attempt timeout, a refused
+//     connection) is asked of the gate again when its wait ends.
 //   - Nothing frees a window's allowance at one instant: there is no
 //     window. Every average decays continuously, in steps of 10ms.
 //
@@ -181,6 +191,20 @@ func (b *Budget) withdraw(host string) bool {
 		return true
 	}
 	return b.table.Withdraw(host, b.now())
+}
+
+// gated reports whether the gate now refuses retries to host. The retry
+// loop asks it again when a granted retry falls due, if the failure it
+// follows left no response to hand back: a queueing server's attempts
+// time out all at once, and the retries granted at the first timeouts
+// would otherwise join its queue after more had shown the overload.
+// (After a response, the retry is settled before the wait, because the
+// response is released during it.)
+func (b *Budget) gated(host string) bool {
+	if b == nil {
+		return false
+	}
+	return b.table.Gated(host, b.now())
 }
 
 // refund gives back a token withdraw granted for a retry that was not made

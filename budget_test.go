@@ -500,3 +500,142 @@ func unlimitedBudget() *Budget {
 	b.once.Do(func() { b.init(overload.NewConfig(p)) })
 	return b
 }
+
+// scriptedHost answers each attempt with the next status of its script
+// (200 once it runs out), or, for status 0, holds the attempt until its
+// context ends; it counts the attempts per path.
+type scriptedHost struct {
+	mu       sync.Mutex
+	script   []int
+	attempts map[string]int
+}
+
+func (s *scriptedHost) RoundTrip(r *http.Request) (*http.Response, error) {
+	s.mu.Lock()
+	if s.attempts == nil {
+		s.attempts = make(map[string]int)
+	}
+	s.attempts[r.URL.Path]++
+	status := http.StatusOK
+	if len(s.script) > 0 {
+		status, s.script = s.script[0], s.script[1:]
+	}
+	s.mu.Unlock()
+	if status == 0 {
+		<-r.Context().Done()
+		return nil, r.Context().Err()
+	}
+	return &http.Response{StatusCode: status, Body: http.NoBody, Request: r, Header: http.Header{}}, nil
+}
+
+func (s *scriptedHost) count(path string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.attempts[path]
+}
+
+// A quiet client that has seen its host work stops retrying once two
+// attempts in a row got overload answers, and starts again with the
+// next accepted answer; one that has never seen its host work spends
+// its allowance (two retries) on its first request.
+func TestQuietClientStreak(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		get := func(stack http.RoundTripper, path string) *http.Response {
+			t.Helper()
+			req, _ := http.NewRequest(http.MethodGet, "https://api.example"+path, nil)
+			resp, err := stack.RoundTrip(req)
+			if err != nil {
+				t.Fatalf("%s: %v", path, err)
+			}
+			resp.Body.Close()
+			return resp
+		}
+
+		fresh := &scriptedHost{script: []int{503, 503}}
+		if resp := get(New(fresh), "/first"); resp.StatusCode != http.StatusOK || fresh.count("/first") != 3 {
+			t.Errorf("a fresh client's first request: %d after %d attempts, want 200 after 3", resp.StatusCode, fresh.count("/first"))
+		}
+
+		host := &scriptedHost{}
+		stack := New(host)
+		get(stack, "/works")
+		time.Sleep(10 * time.Second) // the budget's earnings go on; the streak does not age
+		host.script = []int{503, 503}
+		resp := get(stack, "/outage")
+		if resp.StatusCode != http.StatusServiceUnavailable || Stopped(resp) != StopBudget || host.count("/outage") != 2 {
+			t.Errorf("after 503, 503: %d, stopped %q, %d attempts; want 503 stopped by the budget after 2",
+				resp.StatusCode, Stopped(resp), host.count("/outage"))
+		}
+		host.script = []int{503}
+		if resp := get(stack, "/still"); resp.StatusCode != http.StatusServiceUnavailable || host.count("/still") != 1 {
+			t.Errorf("with the gate closed: %d after %d attempts, want the 503 after 1", resp.StatusCode, host.count("/still"))
+		}
+		get(stack, "/back")
+		host.script = []int{503}
+		if resp := get(stack, "/blip"); resp.StatusCode != http.StatusOK || host.count("/blip") != 2 {
+			t.Errorf("after an accepted answer, a blip: %d after %d attempts, want 200 after 2", resp.StatusCode, host.count("/blip"))
+		}
+	})
+}
+
+// A retry granted after an attempt timeout is asked of the gate again when
+// it falls due: if other attempts timed out during its wait, it is not
+// sent, and the run ends with the timeout, stopped by the budget.
+func TestTimeoutRetryIsAskedAgainWhenDue(t *testing.T) {
+	t.Run("plain", func(t *testing.T) { testTimeoutRetryAskedAgain(t) })
+	// A hedge delay longer than the attempt timeout: the hedged loop's
+	// retry after its only attempt failed.
+	t.Run("hedged", func(t *testing.T) { testTimeoutRetryAskedAgain(t, WithHedge(2*time.Second, 1)) })
+}
+
+func testTimeoutRetryAskedAgain(t *testing.T, opts ...Option) {
+	synctest.Test(t, func(t *testing.T) {
+		host := &scriptedHost{}
+		var events []Event
+		var mu sync.Mutex
+		opts = append(opts, WithAttemptTimeout(time.Second), WithJitter(NoJitter),
+			WithHook(func(ev Event) { mu.Lock(); events = append(events, ev); mu.Unlock() }))
+		stack := New(host, opts...)
+		req, _ := http.NewRequest(http.MethodGet, "https://api.example/works", nil)
+		resp, err := stack.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+
+		host.script = []int{0, 0} // the next two attempts hang
+		errs := make(chan error, 2)
+		for _, path := range []string{"/a", "/b"} {
+			go func() {
+				req, _ := http.NewRequest(http.MethodGet, "https://api.example"+path, nil)
+				_, err := stack.RoundTrip(req)
+				errs <- err
+			}()
+			time.Sleep(50 * time.Millisecond) // /b times out 50ms after /a, during /a's 100ms wait
+		}
+		for range 2 {
+			err := <-errs
+			var re *RetryError
+			if !errors.As(err, &re) || re.Reason != StopBudget || !errors.Is(err, ErrAttemptTimeout) {
+				t.Errorf("got %v, want a RetryError stopped by the budget, wrapping ErrAttemptTimeout", err)
+			}
+		}
+		if a, b := host.count("/a"), host.count("/b"); a != 1 || b != 1 {
+			t.Errorf("the host received /a %d times and /b %d times, want once each", a, b)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		var planned, stopped int
+		for _, ev := range events {
+			if ev.Request.URL.Path == "/a" && ev.Stopped == StopNone {
+				planned++
+			}
+			if ev.Request.URL.Path == "/a" && ev.Stopped == StopBudget {
+				stopped++
+			}
+		}
+		if planned != 1 || stopped != 1 {
+			t.Errorf("/a reported %d planned retries and %d budget stops, want 1 and 1", planned, stopped)
+		}
+	})
+}

@@ -176,12 +176,16 @@ func (h *hedgedRun) settle(res attemptResult) (resp *http.Response, err error, d
 	}
 	if len(h.inFlight) > 0 {
 		h.keepFailure(a, res.cancel)
-		if a.StatusCode() != http.StatusConflict {
-			// A failure while others are in flight sends the next hedge
-			// at once (gRPC A6). A 409 means the same key is still being
-			// processed: another hedge would only meet another 409.
-			h.hedge()
+		if a.StatusCode() == http.StatusConflict {
+			// The same key is still being processed: any further hedge
+			// would only meet another 409. The run waits for the
+			// attempts in flight.
+			h.hedgesLeft = 0
+			return nil, nil, false
 		}
+		// A failure while others are in flight sends the next hedge at
+		// once (gRPC A6).
+		h.hedge()
 		return nil, nil, false
 	}
 	return h.retryAfterAllFailed(a, res.cancel)
@@ -217,6 +221,12 @@ func (h *hedgedRun) retryAfterAllFailed(a Attempt, cancel context.CancelFunc) (*
 		closeBody(body)
 		h.t.Budget.refund(h.req.URL.Host)
 		return nil, h.canceled(nil), true
+	}
+	if a.Response == nil && h.t.Budget.gated(h.req.URL.Host) {
+		closeBody(body)
+		h.t.Budget.refund(h.req.URL.Host)
+		resp, err := h.finish(a, h.refuse(a, StopBudget))
+		return resp, err, true
 	}
 	h.launch(body, false)
 	return nil, nil, false

@@ -22,7 +22,11 @@ type Event struct {
 	// ServerDirected reports that Delay honours the server's Retry-After.
 	ServerDirected bool
 	// Stopped is StopNone for a retry that will be made, and otherwise
-	// says why it will not (budget, deadline, retries spent, ...).
+	// says why it will not (budget, deadline, retries spent, ...). A
+	// retry after a failure without a response (an error, an attempt
+	// timeout) is asked of the budget's gate again when its wait ends; if
+	// the host's later answers closed the gate meanwhile, a second event
+	// for the same attempt reports StopBudget.
 	Stopped StopReason
 	// Hedge reports that Attempt is a hedge just sent while earlier
 	// attempts are still in flight (WithHedge); it has no outcome yet.

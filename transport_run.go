@@ -67,6 +67,11 @@ func (r *retryRun) loop() (*http.Response, error) {
 			t.Budget.refund(host)
 			return nil, r.canceled(nil)
 		}
+		if a.Response == nil && t.Budget.gated(host) {
+			closeBody(body)
+			t.Budget.refund(host)
+			return r.finish(a, r.refuse(a, StopBudget))
+		}
 		areq = r.retryRequest(body)
 	}
 }

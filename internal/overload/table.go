@@ -145,7 +145,9 @@ func (tb *Table) evictable(h *Host, idle int64) bool {
 	decayed := float64(h.reqs.Load()) * expTicks(idle, c.thrRate)
 	t, p := unpack(h.balance.Load())
 	tokCap, paceCap := c.caps(0, h.phase)
-	return t >= tokCap && p >= paceCap && decayed < Unit
+	// A streak is kept: it is the only evidence a host too quiet for
+	// the averages has, and it ends only with an accepted answer.
+	return t >= tokCap && p >= paceCap && decayed < Unit && h.streak.Load() <= 0
 }
 
 // Deposit credits a logical request to name at time now.
@@ -156,6 +158,12 @@ func (tb *Table) Deposit(name string, now time.Duration) {
 // Withdraw asks for a retry to name at time now.
 func (tb *Table) Withdraw(name string, now time.Duration) bool {
 	return tb.host(name, Ticks(now)).withdraw(tb.c)
+}
+
+// Gated reports whether the gate refuses retries to name at time now (see
+// Host.Gated).
+func (tb *Table) Gated(name string, now time.Duration) bool {
+	return tb.host(name, Ticks(now)).gated(tb.c)
 }
 
 // Refund returns a token Withdraw granted to name for a retry not made.

@@ -10,8 +10,9 @@ import (
 // control is one service instance's overload control, called in the order
 // saferetry's retry loop calls its Budget: admit before every attempt,
 // deposit when a logical request's first attempt is sent, withdraw before
-// waiting for a retry (refund if the retry is then not made), and outcome
-// once an attempt is answered or timed out. accepted is false for an
+// waiting for a retry (refund if the retry is then not made), gated when
+// the retry of a timed-out attempt falls due, and outcome once an attempt
+// is answered or timed out. accepted is false for an
 // overload answer (503, timeout). Times are virtual, since the run's
 // start.
 type control interface {
@@ -20,6 +21,7 @@ type control interface {
 	withdraw(now time.Duration, timedOut bool) (ok bool, cost int32)
 	refund(now time.Duration, cost int32)
 	outcome(now time.Duration, accepted bool, attempt int32, cost int32)
+	gated(now time.Duration) bool
 }
 
 // newControl returns the control of configuration c for one instance.
@@ -63,6 +65,7 @@ type budgetPart interface {
 	withdraw(now time.Duration, timedOut bool) (bool, int32)
 	refund(now time.Duration, cost int32)
 	outcome(now time.Duration, accepted bool, attempt int32, cost int32)
+	gated(now time.Duration) bool
 }
 
 type throttlePart interface {
@@ -81,6 +84,7 @@ func (c composed) withdraw(now time.Duration, timedOut bool) (bool, int32) {
 	return c.b.withdraw(now, timedOut)
 }
 func (c composed) refund(now time.Duration, cost int32) { c.b.refund(now, cost) }
+func (c composed) gated(now time.Duration) bool         { return c.b.gated(now) }
 func (c composed) outcome(now time.Duration, accepted bool, attempt, cost int32) {
 	c.b.outcome(now, accepted, attempt, cost)
 	c.t.outcome(now, accepted)
@@ -92,6 +96,7 @@ func (noBudget) deposit(time.Duration)                      {}
 func (noBudget) withdraw(time.Duration, bool) (bool, int32) { return true, 0 }
 func (noBudget) refund(time.Duration, int32)                {}
 func (noBudget) outcome(time.Duration, bool, int32, int32)  {}
+func (noBudget) gated(time.Duration) bool                   { return false }
 
 type noThrottle struct{}
 
@@ -113,7 +118,8 @@ func (s *saferetryControl) deposit(now time.Duration) { s.h.Deposit(s.c, now) }
 func (s *saferetryControl) withdraw(now time.Duration, _ bool) (bool, int32) {
 	return s.h.Withdraw(s.c, now), 0
 }
-func (s *saferetryControl) refund(time.Duration, int32) { s.h.Refund(s.c) }
+func (s *saferetryControl) refund(time.Duration, int32)  { s.h.Refund(s.c) }
+func (s *saferetryControl) gated(now time.Duration) bool { return s.h.Gated(s.c, now) }
 func (s *saferetryControl) outcome(now time.Duration, accepted bool, _, _ int32) {
 	s.h.Record(s.c, now, accepted)
 }
@@ -175,6 +181,7 @@ func (f *finagleBudget) refund(now time.Duration, _ int32) {
 }
 
 func (f *finagleBudget) outcome(time.Duration, bool, int32, int32) {}
+func (f *finagleBudget) gated(time.Duration) bool                  { return false }
 
 // grpcBudget is gRPC's retry throttling (A6): per server, a token count
 // in [0, maxTokens] starting full; a failed attempt costs 1, a successful
@@ -191,6 +198,7 @@ func (g *grpcBudget) withdraw(time.Duration, bool) (bool, int32) {
 	return g.tokens > grpcMaxTokens/2, 0
 }
 func (g *grpcBudget) refund(time.Duration, int32) {}
+func (g *grpcBudget) gated(time.Duration) bool    { return false }
 func (g *grpcBudget) outcome(_ time.Duration, accepted bool, _, _ int32) {
 	if accepted {
 		g.tokens = min(g.tokens+grpcTokenRatio, grpcMaxTokens)
@@ -225,6 +233,7 @@ func (a *awsBudget) withdraw(_ time.Duration, timedOut bool) (bool, int32) {
 	return true, cost
 }
 func (a *awsBudget) refund(_ time.Duration, cost int32) { a.tokens = min(a.tokens+cost, awsQuota) }
+func (a *awsBudget) gated(time.Duration) bool           { return false }
 func (a *awsBudget) outcome(_ time.Duration, accepted bool, attempt, cost int32) {
 	if !accepted {
 		return

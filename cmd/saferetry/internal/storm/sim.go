@@ -30,8 +30,9 @@ import (
 // timeout to a GET is transient), the retry is made only while the attempt
 // number is at most MaxRetries, its wait comes from the library's
 // Exponential.Delay (default bounds, the configuration's jitter), and it
-// is asked of the instance's budget before the wait; every attempt is
-// offered to the instance's throttle just before it is sent.
+// is asked of the instance's budget and throttle before the wait (a first
+// attempt of its throttle just before it is sent); the retry of a
+// timed-out attempt is asked of the budget's gate again when it falls due.
 //
 // The server is one of two kinds. By default it answers at once: it
 // serves at most Capacity attempts per 100 ms bucket, first come first
@@ -280,15 +281,15 @@ func (s *sim) start() {
 	s.send(id)
 }
 
-// retry makes the retry of request id that is due now, unless the
-// throttle rejects it, which ends the request (its token goes back).
+// retry makes the retry of request id that is due now, unless the gate
+// now refuses the retry of a timed-out attempt, which ends the request
+// (its token goes back).
 func (s *sim) retry(id int32) {
 	r := &s.reqs[id]
 	now := time.Duration(s.now)
 	ctl := s.controls[r.instance]
-	if !ctl.admit(now, s.draw) {
+	if r.timedOut && ctl.gated(now) {
 		ctl.refund(now, r.cost)
-		s.rec.Throttle(now)
 		s.finish(id, false)
 		return
 	}
@@ -345,6 +346,15 @@ func (s *sim) handle(id int32, ok, timedOut bool) {
 	delay := s.backoff.Delay(n, r.prev)
 	granted, cost := ctl.withdraw(now, timedOut)
 	if !granted {
+		s.finish(id, false)
+		return
+	}
+	// The throttle's decision on a retry is made with the budget's, before
+	// the wait, as Transport makes it (a rejected retry hands back the
+	// response it follows, which the wait would have released).
+	if !ctl.admit(now, s.draw) {
+		ctl.refund(now, cost)
+		s.rec.Throttle(now)
 		s.finish(id, false)
 		return
 	}
