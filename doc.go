@@ -55,6 +55,7 @@
 //	strategy_status.go                   error classification, what statuses say
 //	backoff.go                           how long to wait
 //	budget.go                            how much retrying a host can afford
+//	ratelimithold.go                     holding first attempts to a host out of quota
 //	errors.go, headers.go                stop reasons and errors; header helpers
 //
 // # Go's own retries

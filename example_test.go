@@ -2,10 +2,12 @@ package saferetry_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -206,4 +208,42 @@ func ExampleWithRequestOptionsFunc() {
 	defer mu.Unlock()
 	fmt.Println("/healthz:", requests["/healthz"], "request; /v1/things:", requests["/v1/things"], "requests")
 	// Output: /healthz: 1 request; /v1/things: 3 requests
+}
+
+// GitHub answers a token that spent its 5,000 requests of the hour with a
+// 403 saying when they come back. With WithRateLimitHold, the stack sends
+// nothing more to that host until then: a request that can wait is held
+// until the reset, one that cannot (here the reset is an hour away, past
+// the 60s cap on server-directed waits) fails at once, unsent.
+func ExampleWithRateLimitHold() {
+	var mu sync.Mutex
+	requests := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		requests++
+		mu.Unlock()
+		w.Header().Set("X-RateLimit-Remaining", "0")
+		w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10))
+		http.Error(w, "API rate limit exceeded", http.StatusForbidden)
+	}))
+	defer srv.Close()
+
+	client := saferetry.NewClient(saferetry.WithRateLimitHold(true))
+	defer client.CloseIdleConnections()
+	resp, err := client.Get(srv.URL + "/repos/o/r/issues")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	fmt.Println("first request:", resp.StatusCode)
+	_, err = client.Get(srv.URL + "/repos/o/r/pulls")
+	fmt.Println("second request rate limited:", errors.Is(err, saferetry.ErrRateLimited))
+	mu.Lock()
+	defer mu.Unlock()
+	fmt.Println("requests the server received:", requests)
+	// Output:
+	// first request: 403
+	// second request rate limited: true
+	// requests the server received: 1
 }

@@ -48,6 +48,9 @@ func New(base http.RoundTripper, opts ...Option) *Stack {
 		}
 		opt.set(&t)
 	}
+	if s.retries.RateLimitHold && s.retries.Budget == nil {
+		panic("saferetry: WithRateLimitHold(true): the hold keeps its state in the stack's Budget, which WithBudget(nil) removed")
+	}
 	return s
 }
 

@@ -87,6 +87,12 @@ type Transport struct {
 	HedgeDelay    time.Duration
 	HedgeQuantile float64
 	MaxHedges     int
+	// RateLimitHold holds a request's first attempt to a host that
+	// announced its quota exhausted until a reset, until then, and fails
+	// at once with ErrRateLimited a request that cannot wait that long
+	// (WithRateLimitHold). The state is kept in Budget: with a nil
+	// Budget nothing is held. False means off.
+	RateLimitHold bool
 
 	latency *latency.Table // the hosts' recent latencies, for HedgeQuantile
 }
@@ -109,6 +115,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		ctx:  ctx,
 	}
 	run.keyed = keyOf(req.Header, run.t.KeyHeader) != ""
+	if err := run.holdFirst(); err != nil {
+		closeBody(req.Body)
+		return nil, err
+	}
 	if run.hedging() {
 		return hedgedLoop(run)
 	}

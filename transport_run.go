@@ -85,6 +85,7 @@ func (r *retryRun) loop() (*http.Response, error) {
 // read from that connection.
 func (r *retryRun) planRetry(a Attempt, n, maxRetries int) (time.Duration, io.ReadCloser, StopReason) {
 	t, host := r.t, r.req.URL.Host
+	r.learnRateLimit(a)
 	if n > maxRetries {
 		return 0, nil, StopMaxRetries
 	}

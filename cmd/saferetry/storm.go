@@ -48,6 +48,11 @@ failsafe-go's and Envoy's throttles:
               of every request it queued even after its client gave up
               (clients have a 1s attempt timeout), loses -depths of its
               capacity for -trigger while at -loads of it, then gets it back
+  ratelimit   an upstream with a quota (fixed window, token bucket) that
+              answers 429 with its reset once it is used up, and clients
+              whose demand exceeds it for a while: saferetry as it is,
+              against holding first attempts until the announced reset
+              (takes -seed and -out only)
 
 Prints the tables, checks the targets of issue 11, and writes an SVG chart
 (-out). Exits with status 1 if saferetry's budget let more attempts through
@@ -231,7 +236,7 @@ func stormCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	flags.SetOutput(stderr)
 	var f stormFlags
 	flags.StringVar(&f.mode, "mode", "live", "live (real HTTP on loopback) or sim (discrete-event simulation)")
-	flags.StringVar(&f.scenario, "scenario", "outage", "outage, or (sim only) fleet, partial or metastable")
+	flags.StringVar(&f.scenario, "scenario", "outage", "outage, or (sim only) fleet, partial, metastable or ratelimit")
 	flags.IntVar(&f.clients, "clients", 0, fmt.Sprintf("clients (default %d live, %d sim, %d metastable; at most %d live, %d sim)", liveClients, simClients, metaClients, liveMaxClients, simMaxClients))
 	flags.IntVar(&f.instances, "instances", 0, fmt.Sprintf("service instances the clients are spread over, each with its own stack and budget (default one per %d clients live, %d sim, %d metastable; fleet and partial sweep %v; at most the clients and %d)", liveClientsPerInstance, simClientsPerInstance, metaInstances, fleetSizes, stormMaxInstances))
 	flags.IntVar(&f.capacity, "capacity", 0, fmt.Sprintf("outage scenario: live, requests the server serves at once, %v each (default %d); sim, attempts it serves per 100ms (default %d x the normal load)", stormService, liveCapacity, simCapacityFactor))
@@ -248,7 +253,7 @@ func stormCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	flags.Uint64Var(&f.seed, "seed", 1, "random seed: the simulation is deterministic for a seed; live mode seeds its clients' think times with it")
 	flags.StringVar(&f.out, "out", "storm.svg", `path of the SVG chart to write ("" for none); checked before the run`)
 	flags.Usage = func() {
-		fmt.Fprintf(flags.Output(), "Usage: saferetry storm [-mode live|sim] [-scenario outage|fleet|partial|metastable] [flags]\n\n%s\n\n%s\n\nFlags:\n", stormAbout, stormLimits)
+		fmt.Fprintf(flags.Output(), "Usage: saferetry storm [-mode live|sim] [-scenario outage|fleet|partial|metastable|ratelimit] [flags]\n\n%s\n\n%s\n\nFlags:\n", stormAbout, stormLimits)
 		flags.PrintDefaults()
 	}
 	if err := parseFlags(flags, args); err != nil {
@@ -277,6 +282,7 @@ var scenarioFlags = map[string][]string{
 	"fleet":      {"instances", "outage", "healthy", "fail"},
 	"partial":    {"instances", "outage", "fraction"},
 	"metastable": {"instances", "loads", "depths", "trigger", "timeout"},
+	"ratelimit":  {},
 }
 
 // resolveStorm applies the defaults to the flags not given, and checks
@@ -292,7 +298,7 @@ func resolveStorm(f stormFlags) (stormSettings, error) {
 	takes, ok := scenarioFlags[f.scenario]
 	switch {
 	case !ok:
-		return s, fmt.Errorf("-scenario %q: want outage, fleet, partial or metastable", f.scenario)
+		return s, fmt.Errorf("-scenario %q: want outage, fleet, partial, metastable or ratelimit", f.scenario)
 	case f.mode == "live" && f.scenario != "outage":
 		return s, fmt.Errorf("-scenario %s: simulated only (-mode sim)", f.scenario)
 	}
@@ -300,6 +306,9 @@ func resolveStorm(f stormFlags) (stormSettings, error) {
 		if f.set[name] && !contains(takes, name) {
 			return s, fmt.Errorf("-%s: does not apply to -scenario %s", name, f.scenario)
 		}
+	}
+	if f.scenario == "ratelimit" {
+		return resolveRateLimit(f, s)
 	}
 	// flagValue shows a flag and its value, saying whether it is the
 	// default, for the messages that name several flags.
@@ -617,6 +626,8 @@ func runStorm(ctx context.Context, s stormSettings, chart *chartFile, stdout, st
 		failed, c, err = runFleet(ctx, s, stdout, stderr)
 	case "metastable":
 		c, err = runMetastable(ctx, s, stdout, stderr)
+	case "ratelimit":
+		c, err = runRateLimit(ctx, s, stdout, stderr)
 	}
 	if err != nil {
 		return err

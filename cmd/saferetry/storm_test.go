@@ -225,7 +225,7 @@ func TestStormRejectsBadFlags(t *testing.T) {
 
 		{"the budgets' window is gone", []string{"-window", "1s"}, "flag provided but not defined: -window"},
 
-		{"unknown scenario", []string{"-mode", "sim", "-scenario", "storm"}, `-scenario "storm": want outage, fleet, partial or metastable`},
+		{"unknown scenario", []string{"-mode", "sim", "-scenario", "storm"}, `-scenario "storm": want outage, fleet, partial, metastable or ratelimit`},
 		{"a simulated scenario live", []string{"-scenario", "fleet"}, "-scenario fleet: simulated only (-mode sim)"},
 		{"capacity in the fleet scenario", []string{"-mode", "sim", "-scenario", "fleet", "-capacity", "10"}, "-capacity: does not apply to -scenario fleet"},
 		{"fraction outside the partial scenario", []string{"-mode", "sim", "-scenario", "fleet", "-fraction", "0.5"}, "-fraction: does not apply to -scenario fleet"},

@@ -243,6 +243,7 @@ type Host struct {
 	reqs    atomic.Int64  // average of attempts answered or rejected, ~ThrottleWindow
 	accs    atomic.Int64  // average of accepted attempts, ~ThrottleWindow
 	k       atomic.Uint64 // bits of the last K the throttle was asked with
+	until   atomic.Int64  // the end of a rate-limit hold, 0 for none: see hold.go
 	// streak counts the attempts in a row that got overload answers
 	// since the last accepted one; it starts at noBaseline.
 	streak atomic.Int64

@@ -35,6 +35,9 @@ type Table struct {
 	// tick, so that a client talking to many hosts at once writes it at
 	// most once a tick.
 	last atomic.Pointer[Host]
+	// holdsEnd is the latest end of any host's rate-limit hold, 0 once
+	// they have all ended: see hold.go.
+	holdsEnd atomic.Int64
 }
 
 // Init sets the table's configuration. Call it once, before any other
@@ -136,7 +139,7 @@ func (tb *Table) evictable(h *Host, idle int64) bool {
 	switch {
 	case idle >= c.maxIdle:
 		return true
-	case idle < c.idleEvict:
+	case idle < c.idleEvict, h.until.Load() != 0: // a hold stays until MaxIdle: see hold.go
 		return false
 	}
 	decayed := float64(h.reqs.Load()) * expTicks(idle, c.thrRate)
