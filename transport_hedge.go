@@ -175,6 +175,7 @@ func (h *hedgedRun) settle(res attemptResult) (resp *http.Response, err error, d
 		return resp, err, true
 	}
 	if len(h.inFlight) > 0 {
+		h.learnRateLimit(a)
 		h.keepFailure(a, res.cancel)
 		if a.StatusCode() == http.StatusConflict {
 			// The same key is still being processed: any further hedge
