@@ -30,6 +30,8 @@ var (
 	congestedRate   = flag.Float64("congested.rate", 0, "TestCongestedLink: requests per second (0: the test's default)")
 	congestedLink   = flag.Int64("congested.kbps", 0, "TestCongestedLink: link rate in KiB/s (0: the test's default)")
 	congestedDelay  = flag.Duration("congested.delay", -1, "TestCongestedLink: pause after each slice (negative: the test's default)")
+	congestedExtra  = flag.Bool("congested.extra", false, "debug")
+	congestedSeed   = flag.Uint64("congested.seed", 11, "TestCongestedLink: seed of the first round's arrivals (round r uses seed+r)")
 	congestedNaive  = flag.Bool("congested.naive", false, "TestCongestedLink: also run a naive client (no budget) and hold it to the promise")
 )
 
@@ -138,20 +140,41 @@ func runCongested(t *testing.T, c congestion, cc congestedClient) congestedResul
 		status int
 		err    error
 		body   []byte
+		at     time.Duration
 	}
 	out := make([]outcome, len(kinds))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	// Arrival times: a Poisson process of the given rate, the same for
+	// every configuration of a round.
+	at := make([]time.Duration, len(kinds))
+	for i := 1; i < len(at); i++ {
+		at[i] = at[i-1] + time.Duration(rng.ExpFloat64()/c.rate*float64(time.Second))
+	}
+	// The connection is open before the clock starts, as a daemon's is.
+	warm, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/warmup", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := base.RoundTrip(warm); err != nil {
+		t.Fatalf("%s: warm-up request: %v", cc.name, err)
+	} else {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
 	start := time.Now()
-	tick := time.NewTicker(time.Duration(float64(time.Second) / c.rate))
+	pace := time.NewTimer(0)
+	<-pace.C
 	var wg sync.WaitGroup
 	for i, k := range kinds {
-		if i > 0 {
-			<-tick.C
+		if d := at[i] - time.Since(start); d > 0 {
+			pace.Reset(d)
+			<-pace.C
 		}
 		wg.Go(func() {
 			o := &out[i]
 			o.kind = k
+			o.at = time.Since(start)
 			method, path, body := http.MethodGet, "/r/"+strconv.Itoa(i), []byte(nil)
 			switch k {
 			case 1:
@@ -178,7 +201,6 @@ func runCongested(t *testing.T, c congestion, cc congestedClient) congestedResul
 			resp.Body.Close()
 		})
 	}
-	tick.Stop()
 	wg.Wait()
 	elapsed := time.Since(start)
 
@@ -208,12 +230,28 @@ func runCongested(t *testing.T, c congestion, cc congestedClient) congestedResul
 	// nothing more now. Closing it ends the server's connection in turn.
 	stack.CloseIdleConnections()
 
+	if *congestedExtra {
+		var line strings.Builder
+		for b := time.Duration(0); b < elapsed; b += 250 * time.Millisecond {
+			ok, n := 0, 0
+			for i, o := range out {
+				if o.at >= b && o.at < b+250*time.Millisecond {
+					n++
+					if o.err == nil && o.status/100 == 2 && (o.kind == 0 || st.Paths["/w/"+strconv.Itoa(i)].Commits == 1) {
+						ok++
+					}
+				}
+			}
+			fmt.Fprintf(&line, " %2d/%2d", ok, n)
+		}
+		t.Logf("%s per 250ms:%s", cc.name, line.String())
+	}
 	res := congestedResult{
 		name: cc.name, attempts: counted.n.Load(), conns: st.Conns, elapsed: elapsed,
 		writeErrs: map[string]int{}, readErrs: map[string]int{}, writeStatus: map[int]int{}, readStatus: map[int]int{},
 	}
 	for path, ps := range st.Paths {
-		if path == "/drain" {
+		if path == "/drain" || path == "/warmup" {
 			continue
 		}
 		res.received += len(ps.Requests)
@@ -281,10 +319,17 @@ func TestCongestedLink(t *testing.T) {
 		{"keys off", []saferetry.Option{saferetry.WithKeyMethods()}},
 		{"defaults", nil},
 	}
+	if *congestedExtra {
+		clients = append(clients,
+			congestedClient{"keys, no retries", []saferetry.Option{saferetry.WithMaxRetries(0), saferetry.WithKeyMethods("POST")}},
+			congestedClient{"no keys, no retries", []saferetry.Option{saferetry.WithMaxRetries(0), saferetry.WithKeyMethods()}},
+		)
+	}
 	if *congestedNaive {
 		clients = append(clients, congestedClient{"naive (no budget)", []saferetry.Option{saferetry.WithBudget(nil)}})
 	}
 	for round := range *congestedRounds {
+		c.seed = *congestedSeed + uint64(round)
 		results := make([]congestedResult, len(clients))
 		var wg sync.WaitGroup
 		for i, cc := range clients {
