@@ -37,7 +37,7 @@ import (
 )
 
 var (
-	congestedRounds   = flag.Int("congested.rounds", 3, "TestCongestedLink: rounds, each running every client at once over links of its own")
+	congestedRounds   = flag.Int("congested.rounds", 4, "TestCongestedLink: rounds, each running every client at once over links of its own")
 	congestedSeed     = flag.Uint64("congested.seed", 11, "TestCongestedLink: seed of round 1's requests (round r uses seed+r-1)")
 	congestedRate     = flag.Float64("congested.rate", 0, "TestCongestedLink: mean requests per second (0: the scenario's)")
 	congestedKiBps    = flag.Int64("congested.kibps", 0, "TestCongestedLink: link rate in KiB/s, each direction (0: the scenario's)")
@@ -468,18 +468,32 @@ func TestCongestedLink(t *testing.T) {
 			tt.writesOK, rounds*c.writes, tt.readsOK, rounds*c.reads, float64(tt.attempts)/float64(tt.requests))
 	}
 
-	// The promise, on the totals. Writes: keyed retries succeed at least
-	// as often as not retrying a sent write, which both references do
-	// ("no retries", and "keys off" as the issue's user ran it); the
-	// worse of the two is the bar, less a slack for the noise between
-	// two clients that behave alike. Reads: not below the client that
-	// never retries.
+	// The promise, on the totals of all rounds. Writes: keyed retries
+	// succeed at least as often as not retrying a sent write. Reads: not
+	// below a client that does not retry. Two clients stand for "not
+	// retrying": "no retries", and "keys off" as the issue's user ran it,
+	// which retries only reads (a HEADERS frame each: no load to speak
+	// of). Over this link, clients that put the same bytes on it differ by
+	// chance, when a burst tips one link into a collapse and not another
+	// (two "no retries" clients of the same round, with keys or without,
+	// differed by up to 10 successes in a round of 120, and by less than
+	// 1% over 8 rounds), so the bar is the worse of the two references,
+	// less a slack of 5% of the requests of that kind. What breaks the
+	// promise is bigger: one 64 KiB retry into the queue costs about ten
+	// other requests their success.
+	if low := min(totals[noRetries].writesOK, totals[keysOff].writesOK); low < rounds*c.writes/2 {
+		// The references do not retry sent writes: if they lost more
+		// than half, the machine could not carry the link (a 2-core
+		// machine running other tests starves toxiproxy's goroutines and
+		// every client collapses alike), and no comparison means much.
+		t.Skipf("inconclusive: the references succeeded only %d writes of %d; the machine is too loaded to run the link", low, rounds*c.writes)
+	}
 	held := []int{defaults}
 	if *congestedNaive {
 		held = append(held, len(clients)-1)
 	}
 	wantWrites := min(totals[noRetries].writesOK, totals[keysOff].writesOK)
-	wantReads := totals[noRetries].readsOK
+	wantReads := min(totals[noRetries].readsOK, totals[keysOff].readsOK)
 	slackW, slackR := congestedSlack(rounds*c.writes), congestedSlack(rounds*c.reads)
 	var broken []string
 	for _, i := range held {
@@ -489,7 +503,7 @@ func TestCongestedLink(t *testing.T) {
 				clients[i].name, got.writesOK, wantWrites, slackW))
 		}
 		if got.readsOK < wantReads-slackR {
-			broken = append(broken, fmt.Sprintf("%s: %d reads succeeded, against %d without retries (slack %d)",
+			broken = append(broken, fmt.Sprintf("%s: %d reads succeeded, against %d without retrying sent writes (slack %d)",
 				clients[i].name, got.readsOK, wantReads, slackR))
 		}
 	}
@@ -504,5 +518,5 @@ func TestCongestedLink(t *testing.T) {
 }
 
 // congestedSlack is what a client may fall short of its reference by
-// without breaking the promise: 4% of the requests of that kind.
-func congestedSlack(n int) int { return n * 4 / 100 }
+// without breaking the promise: 5% of the requests of that kind.
+func congestedSlack(n int) int { return n * 5 / 100 }
