@@ -9,9 +9,11 @@ package integration
 // fault comes from code that is not ours and "succeeded" means what the
 // server says: answered 2xx and applied exactly once.
 //
-//	go test -race -count=1 -run TestCongestedLink -v ./integration
+//	go test -race -count=1 -run TestCongestedLink -v github.com/saferetry/saferetry/integration
 //
-// prints the table of every round and the totals; see the flags below.
+// prints the table of every round and the totals. The flags below go
+// after the package (go test passes what follows an unknown flag to the
+// test binary).
 
 import (
 	"bytes"
@@ -464,8 +466,8 @@ func TestCongestedLink(t *testing.T) {
 	rounds := *congestedRounds
 	t.Logf("totals over %d rounds", rounds)
 	for i, tt := range totals {
-		t.Logf("  %-10s writes %4d/%-4d reads %4d/%-4d attempts per request %.2f", clients[i].name,
-			tt.writesOK, rounds*c.writes, tt.readsOK, rounds*c.reads, float64(tt.attempts)/float64(tt.requests))
+		t.Logf("  %-10s writes %4d/%-4d reads %4d/%-4d attempts per request %.2f, writes applied twice %d", clients[i].name,
+			tt.writesOK, rounds*c.writes, tt.readsOK, rounds*c.reads, float64(tt.attempts)/float64(tt.requests), tt.appliedTwice)
 	}
 
 	// The promise, on the totals of all rounds. Writes: keyed retries
