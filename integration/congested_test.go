@@ -75,8 +75,8 @@ type congestion struct {
 // bring, over about 4 seconds.
 //
 // The link carries 1152 KiB/s each way (toxiproxy's bandwidth toxic). The
-// workload offers about 1 MiB/s upstream (the 64 KiB bodies are 97% of
-// it), so the link runs at about 87% of its capacity on average and above
+// workload offers about 975 KiB/s upstream (the 64 KiB bodies are 97% of
+// it), so the link runs at about 85% of its capacity on average and above
 // it in every burst: one 64 KiB body takes 56ms to cross an idle link, and
 // six of them queued make the last wait longer than the attempt timeout.
 // The queue forms where it forms on real links, in the client's and the
@@ -90,9 +90,9 @@ type congestion struct {
 // on how fast a loaded machine schedules them (on this 2-core machine,
 // with -race and other tests running, a link of 512-byte slices with no
 // delay and no bandwidth limit let at most 28 of the 240 requests of a
-// client succeed), while the bandwidth
-// toxic keeps its rate by accounting for late timers. What makes the
-// link congested is its capacity, not the size of its pieces.
+// client succeed), while the bandwidth toxic keeps its rate by
+// accounting for late timers. What makes the link congested is its
+// capacity, not the size of its pieces.
 var congestedScenario = congestion{
 	writes: 120, reads: 120, bigBody: 64 << 10, smallBody: 1 << 10,
 	rate: 60, attempt: 300 * time.Millisecond, kibps: 1152,
