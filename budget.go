@@ -90,7 +90,10 @@ const defaultBudgetRatio = 0.1
 //     outage costs one retry, not cap + ratio·N: the bound above is what
 //     holds when the failures are not in a row. A retry after a failure
 //     with no response to hand back (an attempt timeout, a refused
-//     connection) is asked of the gate again when its wait ends.
+//     connection) is asked of the gate again when its wait ends. The
+//     retry of an attempt timeout passes a stricter gate: it is refused
+//     unless at least 10 of 11 recent attempts were accepted (its sent
+//     attempt's work goes on without it; see withdraw).
 //   - Nothing frees a window's allowance at one instant: there is no
 //     window. Every average decays continuously, in steps of 10ms.
 //
@@ -186,11 +189,18 @@ func (b *Budget) deposit(host string) {
 // spends a token and returns true, or spends nothing and returns false,
 // and the retry must not be made. The check and the spending are one
 // atomic step: concurrent callers never spend more than the balance.
-func (b *Budget) withdraw(host string) bool {
+//
+// timedOut says the retry follows an attempt timeout. Its gate is
+// stricter: it is refused unless at least 10 of 11 of the host's recent
+// attempts were accepted. A timed-out attempt was sent, and its work goes
+// on without it (a server's queue, or bytes already on a congested link);
+// its retry doubles that work, and is only worth it for an attempt that
+// was unlucky alone.
+func (b *Budget) withdraw(host string, timedOut bool) bool {
 	if b == nil {
 		return true
 	}
-	return b.table.Withdraw(host, b.now())
+	return b.table.Withdraw(host, b.now(), timedOut)
 }
 
 // gated reports whether the gate now refuses retries to host. The retry
@@ -200,11 +210,11 @@ func (b *Budget) withdraw(host string) bool {
 // would otherwise join its queue after more had shown the overload.
 // (After a response, the retry is settled before the wait, because the
 // response is released during it.)
-func (b *Budget) gated(host string) bool {
+func (b *Budget) gated(host string, timedOut bool) bool {
 	if b == nil {
 		return false
 	}
-	return b.table.Gated(host, b.now())
+	return b.table.Gated(host, b.now(), timedOut)
 }
 
 // refund gives back a token withdraw granted for a retry that was not made

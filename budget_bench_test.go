@@ -31,16 +31,16 @@ func BenchmarkBudget(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			bud.deposit(budgetBenchHost)
-			bud.withdraw(budgetBenchHost)
+			bud.withdraw(budgetBenchHost, false)
 		}
 	})
 	b.Run("Withdraw refused", func(b *testing.B) {
 		bud := NewBudget(0.1)
-		for bud.withdraw(budgetBenchHost) {
+		for bud.withdraw(budgetBenchHost, false) {
 		}
 		b.ReportAllocs()
 		for b.Loop() {
-			bud.withdraw(budgetBenchHost)
+			bud.withdraw(budgetBenchHost, false)
 		}
 	})
 	b.Run("Deposit+Withdraw", func(b *testing.B) {
@@ -51,7 +51,7 @@ func BenchmarkBudget(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			bud.deposit(budgetBenchHost)
-			bud.withdraw(budgetBenchHost)
+			bud.withdraw(budgetBenchHost, false)
 		}
 	})
 	b.Run("Deposit+record", func(b *testing.B) {
@@ -81,7 +81,7 @@ func BenchmarkBudget(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			bud.deposit(budgetBenchHost)
-			bud.withdraw(budgetBenchHost)
+			bud.withdraw(budgetBenchHost, false)
 		}
 	})
 }
@@ -102,7 +102,7 @@ func BenchmarkBudgetParallel(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				bud.deposit(budgetBenchHost)
-				bud.withdraw(budgetBenchHost)
+				bud.withdraw(budgetBenchHost, false)
 			}
 		})
 	})
@@ -119,7 +119,7 @@ func BenchmarkBudgetParallel(b *testing.B) {
 			for pb.Next() {
 				h := hosts[i]
 				bud.deposit(h)
-				bud.withdraw(h)
+				bud.withdraw(h, false)
 				i = (i + 1) % len(hosts)
 			}
 		})

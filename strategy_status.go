@@ -37,8 +37,12 @@ func askedToComeBack(resp *http.Response) bool {
 // accepted request.
 func overloaded(a Attempt) bool {
 	if a.Err != nil {
-		return errors.Is(a.Err, syscall.ECONNREFUSED) || errors.Is(a.Err, ErrAttemptTimeout)
+		return errors.Is(a.Err, syscall.ECONNREFUSED) || timedOut(a)
 	}
 	code := a.StatusCode()
 	return code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable
 }
+
+// timedOut reports whether a failed with an attempt timeout
+// (WithAttemptTimeout).
+func timedOut(a Attempt) bool { return a.Err != nil && errors.Is(a.Err, ErrAttemptTimeout) }

@@ -129,7 +129,7 @@ func (h *hedgedRun) hedge() {
 		return
 	}
 	host := h.req.URL.Host
-	if !h.t.Budget.withdraw(host) {
+	if !h.t.Budget.withdraw(host, false) {
 		h.hedgesLeft = 0
 		return
 	}
@@ -223,7 +223,7 @@ func (h *hedgedRun) retryAfterAllFailed(a Attempt, cancel context.CancelFunc) (*
 		h.t.Budget.refund(h.req.URL.Host)
 		return nil, h.canceled(nil), true
 	}
-	if a.Response == nil && h.t.Budget.gated(h.req.URL.Host) {
+	if a.Response == nil && h.t.Budget.gated(h.req.URL.Host, timedOut(a)) {
 		closeBody(body)
 		h.t.Budget.refund(h.req.URL.Host)
 		resp, err := h.finish(a, h.refuse(a, StopBudget))

@@ -53,7 +53,7 @@ var (
 // test, naming the figures, instead of failing the suite. Set it to false
 // once the retry loop or budget stops retrying into a congested link;
 // -congested.enforce fails already.
-const congestedIssueOpen = true
+const congestedIssueOpen = false
 
 // congestion is a workload and the link it crosses.
 type congestion struct {
