@@ -122,9 +122,14 @@ const defaultBudgetRatio = 0.1
 // whose state is that of a fresh host (tokens full, no recent throttle
 // history) is forgotten, and so is any host idle for 10 minutes, so a
 // client that talks to an unbounded number of hosts (a webhook sender)
-// keeps bounded memory. (A host refused retries that comes back after 10
-// minutes of silence starts with the allowance again: at most c retries
-// per 10 minutes of silence.)
+// keeps bounded memory. A forgotten host comes back as a fresh one: with
+// the allowance, and with no baseline for the streaks, so its first
+// request may spend the allowance again. A client that sends a host a
+// request every 30 seconds or less often is thus, for the budget, a
+// process of one request (at most c retries per 10 minutes of silence for
+// a host refused retries). A streak does not age otherwise: a quiet host
+// whose last attempts got overload answers is refused retries until one
+// of its first attempts is accepted.
 //
 // A Budget is safe for concurrent use by any number of goroutines and
 // transports. Its per-host operations take no lock and, for a host already
@@ -190,17 +195,19 @@ func (b *Budget) deposit(host string) {
 // and the retry must not be made. The check and the spending are one
 // atomic step: concurrent callers never spend more than the balance.
 //
-// timedOut says the retry follows an attempt timeout. Its gate is
-// stricter: it is refused unless at least 10 of 11 of the host's recent
-// attempts were accepted. A timed-out attempt was sent, and its work goes
+// after says what the retry follows. A server-directed retry (after a
+// Retry-After or the like) is not refused for a streak of overload
+// answers: the server asked for it. The retry of an attempt timeout is
+// refused when more than one of the host's other recent attempts, and more
+// than 1 in 11 of them, got overload answers. A timed-out attempt was sent, and its work goes
 // on without it (a server's queue, or bytes already on a congested link);
 // its retry doubles that work, and is only worth it for an attempt that
 // was unlucky alone.
-func (b *Budget) withdraw(host string, timedOut bool) bool {
+func (b *Budget) withdraw(host string, after overload.Failure) bool {
 	if b == nil {
 		return true
 	}
-	return b.table.Withdraw(host, b.now(), timedOut)
+	return b.table.Withdraw(host, b.now(), after)
 }
 
 // gated reports whether the gate now refuses retries to host. The retry
@@ -210,11 +217,11 @@ func (b *Budget) withdraw(host string, timedOut bool) bool {
 // would otherwise join its queue after more had shown the overload.
 // (After a response, the retry is settled before the wait, because the
 // response is released during it.)
-func (b *Budget) gated(host string, timedOut bool) bool {
+func (b *Budget) gated(host string, after overload.Failure) bool {
 	if b == nil {
 		return false
 	}
-	return b.table.Gated(host, b.now(), timedOut)
+	return b.table.Gated(host, b.now(), after)
 }
 
 // refund gives back a token withdraw granted for a retry that was not made

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+
+	"github.com/saferetry/saferetry/internal/overload"
 )
 
 // The budget benchmarks read the monotonic clock as Budget does: it is
@@ -31,16 +33,16 @@ func BenchmarkBudget(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			bud.deposit(budgetBenchHost)
-			bud.withdraw(budgetBenchHost, false)
+			bud.withdraw(budgetBenchHost, overload.Answered)
 		}
 	})
 	b.Run("Withdraw refused", func(b *testing.B) {
 		bud := NewBudget(0.1)
-		for bud.withdraw(budgetBenchHost, false) {
+		for bud.withdraw(budgetBenchHost, overload.Answered) {
 		}
 		b.ReportAllocs()
 		for b.Loop() {
-			bud.withdraw(budgetBenchHost, false)
+			bud.withdraw(budgetBenchHost, overload.Answered)
 		}
 	})
 	b.Run("Deposit+Withdraw", func(b *testing.B) {
@@ -51,7 +53,7 @@ func BenchmarkBudget(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			bud.deposit(budgetBenchHost)
-			bud.withdraw(budgetBenchHost, false)
+			bud.withdraw(budgetBenchHost, overload.Answered)
 		}
 	})
 	b.Run("Deposit+record", func(b *testing.B) {
@@ -81,7 +83,7 @@ func BenchmarkBudget(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			bud.deposit(budgetBenchHost)
-			bud.withdraw(budgetBenchHost, false)
+			bud.withdraw(budgetBenchHost, overload.Answered)
 		}
 	})
 }
@@ -102,7 +104,7 @@ func BenchmarkBudgetParallel(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				bud.deposit(budgetBenchHost)
-				bud.withdraw(budgetBenchHost, false)
+				bud.withdraw(budgetBenchHost, overload.Answered)
 			}
 		})
 	})
@@ -119,7 +121,7 @@ func BenchmarkBudgetParallel(b *testing.B) {
 			for pb.Next() {
 				h := hosts[i]
 				bud.deposit(h)
-				bud.withdraw(h, false)
+				bud.withdraw(h, overload.Answered)
 				i = (i + 1) % len(hosts)
 			}
 		})

@@ -24,7 +24,7 @@ import (
 // budgetDrain withdraws until refused and returns how many were granted.
 func budgetDrain(b *Budget, host string) int {
 	n := 0
-	for b.withdraw(host, false) {
+	for b.withdraw(host, overload.Answered) {
 		n++
 	}
 	return n
@@ -102,7 +102,7 @@ func TestBudgetNilIsOff(t *testing.T) {
 	b.refund("a")
 	b.record("a", false)
 	for i := range 1000 {
-		if !b.withdraw("a", false) || !b.admit("a", 2) {
+		if !b.withdraw("a", overload.Answered) || !b.admit("a", 2) {
 			t.Fatalf("a nil budget refused attempt %d, want everything allowed", i)
 		}
 	}
@@ -118,7 +118,7 @@ func TestBudgetTimeGrantsNothing(t *testing.T) {
 		b := NewBudget(0.1)
 		budgetDrain(b, "a")
 		time.Sleep(9 * time.Minute) // not long enough to be forgotten
-		if b.withdraw("a", false) {
+		if b.withdraw("a", overload.Answered) {
 			t.Fatal("a retry granted after 9 minutes without requests")
 		}
 	})
@@ -238,14 +238,14 @@ func TestBudgetDoesNotAllocate(t *testing.T) {
 			f    func()
 		}{
 			{"deposit", func() { b.deposit(h) }},
-			{"withdraw", func() { b.withdraw(h, false) }},
+			{"withdraw", func() { b.withdraw(h, overload.Answered) }},
 			{"refund", func() { b.refund(h) }},
 			{"record", func() { b.record(h, true) }},
 			{"admit", func() { b.admit(h, 2) }},
 			{"a new tick", func() {
 				time.Sleep(time.Second)
 				b.deposit(h)
-				b.withdraw(h, false)
+				b.withdraw(h, overload.Answered)
 			}},
 		} {
 			if allocs := testing.AllocsPerRun(200, tt.f); allocs != 0 {
@@ -267,7 +267,7 @@ func TestBudgetConcurrent(t *testing.T) {
 			for range iterations {
 				b.deposit("shared")
 				deposits.Add(1)
-				if b.withdraw("shared", false) {
+				if b.withdraw("shared", overload.Answered) {
 					granted.Add(1)
 				}
 				if b.admit("shared", 2) {

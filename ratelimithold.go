@@ -146,7 +146,9 @@ func (r *retryRun) learnRateLimit(a Attempt) {
 // exhaust records that host's quota is exhausted for wait from now.
 func (b *Budget) exhaust(host string, wait time.Duration) {
 	now := b.now()
-	b.table.Exhaust(host, now, now+wait)
+	// The table keeps a hold to its idle limit; bounding the wait first
+	// keeps the sum from overflowing.
+	b.table.Exhaust(host, now, now+min(wait, b.table.Config().Params().MaxIdle))
 }
 
 // heldFor returns how long host's announced exhaustion lasts from now, or

@@ -25,7 +25,6 @@ import (
 // still refused every request 11 minutes later: refused requests touch no
 // host, so no sweep ever runs, and the host is never evicted.
 func TestReviewHoldForgottenAfterMaxIdle(t *testing.T) {
-	skipDefect(t, "DEFECT (review): a single-host client's hold is never forgotten after MaxIdle: held/refused requests never trigger the Table's sweep")
 	synctest.Test(t, func(t *testing.T) {
 		base := &quotaBase{script: []scripted{exhausted(time.Hour)}}
 		stack := New(base, WithRateLimitHold(true))
@@ -57,24 +56,19 @@ func TestReviewHoldForgottenAfterMaxIdle(t *testing.T) {
 // smaller absurd one silences the host. Real time: nothing waits.
 func TestReviewHoldAbsurdResets(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		reset  func() string
-		held   bool
-		defect string
+		name  string
+		reset func() string
+		held  bool
 	}{
-		{"unix time in the past", func() string { return strconv.FormatInt(time.Now().Add(-time.Hour).Unix(), 10) }, false, ""},
-		{"negative", func() string { return "-5" }, false, ""},
-		{"malformed", func() string { return "soon" }, false, ""},
-		{"zero", func() string { return "0" }, false, ""},
-		{"31 years in seconds", func() string { return "999999999" }, true, ""},
-		{"unix time in the year 2286", func() string { return "9999999999" }, true, ""},
-		{"saturates the wait", func() string { return "99999999999999999999" }, true,
-			"DEFECT (review): Budget.exhaust adds a saturated wait (MaxInt64) to now: the sum wraps negative and the hold is silently dropped"},
+		{"unix time in the past", func() string { return strconv.FormatInt(time.Now().Add(-time.Hour).Unix(), 10) }, false},
+		{"negative", func() string { return "-5" }, false},
+		{"malformed", func() string { return "soon" }, false},
+		{"zero", func() string { return "0" }, false},
+		{"31 years in seconds", func() string { return "999999999" }, true},
+		{"unix time in the year 2286", func() string { return "9999999999" }, true},
+		{"saturates the wait", func() string { return "99999999999999999999" }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.defect != "" {
-				skipDefect(t, tc.defect)
-			}
 			base := &quotaBase{script: []scripted{{http.StatusTooManyRequests, http.Header{
 				"X-Ratelimit-Remaining": {"0"}, "X-Ratelimit-Reset": {tc.reset()},
 			}}}}
@@ -132,7 +126,6 @@ func (b *hedgeQuota) RoundTrip(r *http.Request) (*http.Response, error) {
 // that the hold promises not to send (GitHub may ban such clients). gRPC
 // A6 has a server's pushback stop or delay hedging.
 func TestReviewHedgeAfter429(t *testing.T) {
-	skipDefect(t, "DEFECT (review): a 429 answering a hedge while others are in flight sends the next hedge at once, ignoring Retry-After and the rate-limit hold")
 	for _, hold := range []bool{false, true} {
 		t.Run("hold="+strconv.FormatBool(hold), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {

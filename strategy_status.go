@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/saferetry/saferetry/internal/overload"
 	"github.com/saferetry/saferetry/internal/serverwait"
 )
 
@@ -46,3 +47,15 @@ func overloaded(a Attempt) bool {
 // timedOut reports whether a failed with an attempt timeout
 // (WithAttemptTimeout).
 func timedOut(a Attempt) bool { return a.Err != nil && errors.Is(a.Err, ErrAttemptTimeout) }
+
+// failureKind is what a retry after a follows, for the budget's gate:
+// serverDirected says its wait is the server's.
+func failureKind(a Attempt, serverDirected bool) overload.Failure {
+	switch {
+	case timedOut(a):
+		return overload.TimedOut
+	case serverDirected:
+		return overload.ServerDirected
+	}
+	return overload.Answered
+}

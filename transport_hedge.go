@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/saferetry/saferetry/internal/bodyreplay"
+	"github.com/saferetry/saferetry/internal/overload"
+	"github.com/saferetry/saferetry/internal/serverwait"
 )
 
 // maxHedgesAllowed bounds WithHedge's maxHedges: a hedge multiplies the
@@ -129,7 +131,13 @@ func (h *hedgedRun) hedge() {
 		return
 	}
 	host := h.req.URL.Host
-	if !h.t.Budget.withdraw(host, false) {
+	if h.t.RateLimitHold && h.t.Budget.heldFor(host) > 0 {
+		// The host's quota is exhausted until a reset, learnt since
+		// this run began: a hedge would be refused too.
+		h.hedgesLeft = 0
+		return
+	}
+	if !h.t.Budget.withdraw(host, overload.Answered) {
 		h.hedgesLeft = 0
 		return
 	}
@@ -177,10 +185,11 @@ func (h *hedgedRun) settle(res attemptResult) (resp *http.Response, err error, d
 	if len(h.inFlight) > 0 {
 		h.learnRateLimit(a)
 		h.keepFailure(a, res.cancel)
-		if a.StatusCode() == http.StatusConflict {
-			// The same key is still being processed: any further hedge
-			// would only meet another 409. The run waits for the
-			// attempts in flight.
+		if toldToWait(a) {
+			// The server said the request cannot succeed yet (a 409:
+			// its key is still being processed; a 429; a wait
+			// announced): any further hedge would only meet the same
+			// answer. The run waits for the attempts in flight.
 			h.hedgesLeft = 0
 			return nil, nil, false
 		}
@@ -223,7 +232,7 @@ func (h *hedgedRun) retryAfterAllFailed(a Attempt, cancel context.CancelFunc) (*
 		h.t.Budget.refund(h.req.URL.Host)
 		return nil, h.canceled(nil), true
 	}
-	if a.Response == nil && h.t.Budget.gated(h.req.URL.Host, timedOut(a)) {
+	if a.Response == nil && h.t.Budget.gated(h.req.URL.Host, failureKind(a, false)) {
 		closeBody(body)
 		h.t.Budget.refund(h.req.URL.Host)
 		resp, err := h.finish(a, h.refuse(a, StopBudget))
@@ -297,4 +306,14 @@ func keepAliveUntilClosed(resp *http.Response, cancel context.CancelFunc) *http.
 	}
 	resp.Body = releaseOnDone(resp.Body, cancel)
 	return resp
+}
+
+// toldToWait reports that a's answer says the request cannot succeed yet:
+// a status by which the server asks to be asked again later (409, 429, a
+// rate-limit 403, ...) or any announced wait (a 503's Retry-After).
+func toldToWait(a Attempt) bool {
+	if a.Response == nil {
+		return false
+	}
+	return askedToComeBack(a.Response) || serverwait.Parse(a.Response.Header, time.Now()).Announced
 }

@@ -67,7 +67,7 @@ func (r *retryRun) loop() (*http.Response, error) {
 			t.Budget.refund(host)
 			return nil, r.canceled(nil)
 		}
-		if a.Response == nil && t.Budget.gated(host, timedOut(a)) {
+		if a.Response == nil && t.Budget.gated(host, failureKind(a, false)) {
 			closeBody(body)
 			t.Budget.refund(host)
 			return r.finish(a, r.refuse(a, StopBudget))
@@ -96,7 +96,7 @@ func (r *retryRun) planRetry(a Attempt, n, maxRetries int) (time.Duration, io.Re
 	if !r.mayReplayBody() {
 		return 0, nil, StopBodyNotReplayable
 	}
-	if !t.Budget.withdraw(host, timedOut(a)) {
+	if !t.Budget.withdraw(host, failureKind(a, r.wait.serverDirected)) {
 		return 0, nil, StopBudget
 	}
 	if !t.Budget.admit(host, t.Throttle) {

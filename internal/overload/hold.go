@@ -25,6 +25,10 @@ import (
 // time on the caller's clock, as now is. A later end already recorded is
 // kept: the quota comes back when every announced reset has passed.
 func (tb *Table) Exhaust(name string, now, until time.Duration) {
+	// A hold ends by MaxIdle at the latest: the host would be forgotten
+	// by then (the documented bound), and an absurd reset (years away,
+	// or a sum that overflowed) must not silence a host for good.
+	until = min(max(until, now), now+tb.c.p.MaxIdle)
 	h := tb.host(name, Ticks(now))
 	raise(&h.until, until)
 	raise(&tb.holdsEnd, until)

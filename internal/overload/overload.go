@@ -391,8 +391,8 @@ func (h *Host) deposit(c *Config) {
 // forfeits what it saved beyond the allowance: tokens saved in good times
 // are for blips, and spent on an overloaded host as it recovers they
 // would be a small retry storm.
-func (h *Host) withdraw(c *Config, timedOut bool) bool {
-	if h.gated(c, timedOut) {
+func (h *Host) withdraw(c *Config, after Failure) bool {
+	if h.gated(c, after) {
 		return false
 	}
 	tokCap, paceCap := c.caps(h.earned.Load(), h.phase)
@@ -412,21 +412,35 @@ func (h *Host) withdraw(c *Config, timedOut bool) bool {
 	}
 }
 
+// Failure is what a retry follows, for the gate.
+type Failure uint8
+
+const (
+	// Answered: an answer, or nothing in particular (a hedge).
+	Answered Failure = iota
+	// TimedOut: an attempt timeout. Its retry passes the stricter
+	// TimeoutK test, of the host's other recent attempts.
+	TimedOut
+	// ServerDirected: an answer that said when to come back (Retry-After
+	// and the like). Streaks do not refuse it: the server asked for it.
+	ServerDirected
+)
+
 // gated reports whether the gate refuses h's retries now (see
-// Params.Gate), for the retry of an attempt timeout if timedOut. A host
-// whose averages show overload forfeits what it saved beyond the
-// allowance; a streak alone forfeits nothing, since a busy host meets
-// short ones by chance, and neither does the stricter test of a timeout's
-// retry.
-func (h *Host) gated(c *Config, timedOut bool) bool {
+// Params.Gate), for a retry after a failure of kind after. A host whose
+// averages show overload forfeits what it saved beyond the allowance; a
+// streak alone forfeits nothing, since a busy host meets short ones by
+// chance, and neither does the stricter test of a timeout's retry.
+func (h *Host) gated(c *Config, after Failure) bool {
 	if !c.p.Gate {
 		return false
 	}
 	reqs, streak := h.reqs.Load(), h.streak.Load()
+	streaks := after != ServerDirected
 	if reqs < c.minReqs {
-		return c.p.Streak > 0 && streak >= int64(c.p.Streak)
+		return streaks && c.p.Streak > 0 && streak >= int64(c.p.Streak)
 	}
-	if c.p.BusyStreak > 0 && streak >= int64(c.p.BusyStreak) {
+	if streaks && c.p.BusyStreak > 0 && streak >= int64(c.p.BusyStreak) {
 		return true
 	}
 	accs := h.accs.Load()
@@ -434,7 +448,15 @@ func (h *Host) gated(c *Config, timedOut bool) bool {
 		h.forfeit(c)
 		return true
 	}
-	return timedOut && c.p.TimeoutK > 0 && RejectProbability(reqs, accs, c.p.TimeoutK, c.minReqs) > 0
+	if after != TimedOut || c.p.TimeoutK <= 0 {
+		return false
+	}
+	// The timeout itself is among the recent attempts: the test is of
+	// the others, and needs more than one and a half of them (by their
+	// decayed weight) to have been overload answers, so that a busy
+	// host's random timeouts, alone in their quarter second, are retried.
+	others, otherFails := reqs-Unit, reqs-accs-Unit
+	return otherFails > 3*Unit/2 && RejectProbability(others, accs, c.p.TimeoutK, c.minReqs) > 0
 }
 
 // forfeit brings h's tokens and pace credits down to their floors.
@@ -551,19 +573,19 @@ func (h *Host) Deposit(c *Config, now time.Duration) {
 }
 
 // Withdraw asks for a retry (or a hedge): true spends a token.
-// timedOut says it is the retry of an attempt timeout.
-func (h *Host) Withdraw(c *Config, now time.Duration, timedOut bool) bool {
+// after says what the retry follows.
+func (h *Host) Withdraw(c *Config, now time.Duration, after Failure) bool {
 	h.touch(c, Ticks(now))
-	return h.withdraw(c, timedOut)
+	return h.withdraw(c, after)
 }
 
 // Gated reports whether the gate refuses h's retries at time now. A
 // retry granted before its wait is asked again when it is due, if the
 // failure it follows left no response to hand back (see saferetry's
 // retry loop).
-func (h *Host) Gated(c *Config, now time.Duration, timedOut bool) bool {
+func (h *Host) Gated(c *Config, now time.Duration, after Failure) bool {
 	h.touch(c, Ticks(now))
-	return h.gated(c, timedOut)
+	return h.gated(c, after)
 }
 
 // Refund returns what Withdraw took for a retry not made.

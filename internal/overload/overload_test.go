@@ -19,7 +19,7 @@ func newHost(c *Config) *Host {
 // drain withdraws until refused and returns how many were granted.
 func drain(h *Host, c *Config, now time.Duration) int {
 	n := 0
-	for h.Withdraw(c, now, false) {
+	for h.Withdraw(c, now, Answered) {
 		n++
 	}
 	return n
@@ -41,7 +41,7 @@ func TestFreshHostHasTheAllowance(t *testing.T) {
 	for range 9 {
 		h.Deposit(defaults, 0)
 	}
-	if h.Withdraw(defaults, 0, false) {
+	if h.Withdraw(defaults, 0, Answered) {
 		t.Fatal("granted a retry with 0.9 tokens")
 	}
 	h.Deposit(defaults, 0)
@@ -56,7 +56,7 @@ func TestZeroRatioRefusesEveryRetry(t *testing.T) {
 	for i := range 1000 {
 		h.Deposit(c, time.Duration(i)*time.Millisecond)
 	}
-	if h.Withdraw(c, time.Second, false) {
+	if h.Withdraw(c, time.Second, Answered) {
 		t.Fatal("ratio 0 granted a retry")
 	}
 }
@@ -68,7 +68,7 @@ func TestRatioOneEarnsOneRetryPerRequest(t *testing.T) {
 	for i := range 1000 {
 		now := time.Duration(i) * time.Millisecond
 		h.Deposit(c, now)
-		if !h.Withdraw(c, now, false) {
+		if !h.Withdraw(c, now, Answered) {
 			t.Fatalf("request %d: retry refused with ratio 1", i)
 		}
 	}
@@ -169,7 +169,7 @@ func outage(c *Config, rate float64, warm, length time.Duration, retries int, rn
 			if record {
 				h.Record(c, now, false)
 			}
-			if !h.Withdraw(c, now, false) {
+			if !h.Withdraw(c, now, Answered) {
 				break
 			}
 			attempts++
@@ -235,7 +235,7 @@ func TestGateStopsRetriesIntoOverload(t *testing.T) {
 	for now := time.Minute; now < time.Minute+time.Second; now += time.Millisecond {
 		h.Record(defaults, now, false)
 	}
-	if h.Withdraw(defaults, time.Minute+time.Second, false) {
+	if h.Withdraw(defaults, time.Minute+time.Second, Answered) {
 		t.Fatal("a retry granted after a second of overload answers")
 	}
 	if s := h.State(defaults, time.Minute+time.Second); s.Tokens != 2 {
@@ -244,7 +244,7 @@ func TestGateStopsRetriesIntoOverload(t *testing.T) {
 	for now := time.Minute + time.Second; now < time.Minute+2*time.Second; now += time.Millisecond {
 		h.Record(defaults, now, true)
 	}
-	if !h.Withdraw(defaults, time.Minute+2*time.Second, false) {
+	if !h.Withdraw(defaults, time.Minute+2*time.Second, Answered) {
 		t.Error("a retry refused after a second of accepted attempts")
 	}
 }
@@ -295,7 +295,7 @@ func TestHealsRandomFailures(t *testing.T) {
 				ok := rng.Float64() >= 0.02
 				h.Record(c, now, ok)
 				for retry := 0; !ok && retry < 3; retry++ {
-					if !h.Withdraw(c, now, false) {
+					if !h.Withdraw(c, now, Answered) {
 						break
 					}
 					ok = rng.Float64() >= 0.02
@@ -329,7 +329,7 @@ func TestGrantsNeverExceedEarnings(t *testing.T) {
 			h.Deposit(defaults, now)
 			deposits++
 		case 2:
-			if h.Withdraw(defaults, now, false) {
+			if h.Withdraw(defaults, now, Answered) {
 				granted++
 			}
 		case 3:
@@ -354,10 +354,10 @@ func TestClockGoingBackwardsCountsAsTheLatest(t *testing.T) {
 	}
 	last := time.Minute - time.Millisecond
 	hosts[0].Deposit(defaults, last)
-	hosts[0].Withdraw(defaults, last, false)
+	hosts[0].Withdraw(defaults, last, Answered)
 	hosts[0].Record(defaults, last, false)
 	hosts[1].Deposit(defaults, -time.Hour)
-	hosts[1].Withdraw(defaults, time.Second, false)
+	hosts[1].Withdraw(defaults, time.Second, Answered)
 	hosts[1].Record(defaults, 0, false)
 	a, b := hosts[0].State(defaults, time.Minute), hosts[1].State(defaults, time.Minute)
 	if a != b {
@@ -502,15 +502,15 @@ func TestStreakClosesTheGate(t *testing.T) {
 		h := newHost(defaults)
 		h.Record(defaults, 0, true)
 		h.Record(defaults, time.Second, false)
-		if h.Gated(defaults, time.Second, false) || !h.Withdraw(defaults, time.Second, false) {
+		if h.Gated(defaults, time.Second, Answered) || !h.Withdraw(defaults, time.Second, Answered) {
 			t.Fatal("one overload answer closed the gate")
 		}
 		h.Record(defaults, 2*time.Second, false)
-		if !h.Gated(defaults, 2*time.Second, false) || h.Withdraw(defaults, 2*time.Second, false) {
+		if !h.Gated(defaults, 2*time.Second, Answered) || h.Withdraw(defaults, 2*time.Second, Answered) {
 			t.Fatal("two overload answers in a row left the gate open")
 		}
 		h.Record(defaults, 3*time.Second, true)
-		if h.Gated(defaults, 3*time.Second, false) || !h.Withdraw(defaults, 3*time.Second, false) {
+		if h.Gated(defaults, 3*time.Second, Answered) || !h.Withdraw(defaults, 3*time.Second, Answered) {
 			t.Fatal("an accepted answer did not open the gate")
 		}
 	})
@@ -524,18 +524,18 @@ func TestStreakClosesTheGate(t *testing.T) {
 		before := h.State(defaults, now).Tokens
 		h.Record(defaults, now, false)
 		h.Record(defaults, now, false)
-		if h.Gated(defaults, now, false) {
+		if h.Gated(defaults, now, Answered) {
 			t.Fatal("two overload answers in a row closed a busy host's gate")
 		}
 		h.Record(defaults, now, false)
-		if !h.Gated(defaults, now, false) || h.Withdraw(defaults, now, false) {
+		if !h.Gated(defaults, now, Answered) || h.Withdraw(defaults, now, Answered) {
 			t.Fatal("three overload answers in a row left a busy host's gate open")
 		}
 		if after := h.State(defaults, now).Tokens; after != before {
 			t.Errorf("a streak forfeited tokens: %v, then %v", before, after)
 		}
 		h.Record(defaults, now, true)
-		if !h.Withdraw(defaults, now, false) {
+		if !h.Withdraw(defaults, now, Answered) {
 			t.Error("an accepted answer did not open a busy host's gate")
 		}
 	})
@@ -554,7 +554,7 @@ func TestPaceFloorLetsHedgesCluster(t *testing.T) {
 		h.Record(defaults, now, true)
 		if rng.Float64() < 0.05 {
 			asked++
-			if !h.Withdraw(defaults, now, false) {
+			if !h.Withdraw(defaults, now, Answered) {
 				refused++
 			}
 		}
@@ -582,10 +582,10 @@ func TestTimeoutRetryNeedsAHealthyHost(t *testing.T) {
 		for i := range 300 { // failures spread evenly: no streak of three
 			h.Record(defaults, now, i*tt.failPerHundred/100 == (i+1)*tt.failPerHundred/100)
 		}
-		if got := h.Gated(defaults, now, false); got == tt.retry {
+		if got := h.Gated(defaults, now, Answered); got == tt.retry {
 			t.Errorf("%d%% overload answers: a retry gated %v, want %v", tt.failPerHundred, got, !tt.retry)
 		}
-		if got := h.Gated(defaults, now, true); got == tt.timeoutRetry {
+		if got := h.Gated(defaults, now, TimedOut); got == tt.timeoutRetry {
 			t.Errorf("%d%% overload answers: a timeout's retry gated %v, want %v", tt.failPerHundred, got, !tt.timeoutRetry)
 		}
 	}

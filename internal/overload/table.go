@@ -156,14 +156,14 @@ func (tb *Table) Deposit(name string, now time.Duration) {
 }
 
 // Withdraw asks for a retry to name at time now.
-func (tb *Table) Withdraw(name string, now time.Duration, timedOut bool) bool {
-	return tb.host(name, Ticks(now)).withdraw(tb.c, timedOut)
+func (tb *Table) Withdraw(name string, now time.Duration, after Failure) bool {
+	return tb.host(name, Ticks(now)).withdraw(tb.c, after)
 }
 
 // Gated reports whether the gate refuses retries to name at time now (see
 // Host.Gated).
-func (tb *Table) Gated(name string, now time.Duration, timedOut bool) bool {
-	return tb.host(name, Ticks(now)).gated(tb.c, timedOut)
+func (tb *Table) Gated(name string, now time.Duration, after Failure) bool {
+	return tb.host(name, Ticks(now)).gated(tb.c, after)
 }
 
 // Refund returns a token Withdraw granted to name for a retry not made.

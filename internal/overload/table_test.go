@@ -17,7 +17,7 @@ func newTable() *Table {
 
 func tableDrain(tb *Table, host string, now time.Duration) int {
 	n := 0
-	for tb.Withdraw(host, now, false) {
+	for tb.Withdraw(host, now, Answered) {
 		n++
 	}
 	return n
@@ -180,7 +180,7 @@ func TestTableConcurrent(t *testing.T) {
 				for _, h := range []int{goroutines, g} {
 					tb.Deposit(host(h), now)
 					deposits[h].Add(1)
-					if tb.Withdraw(host(h), now, false) {
+					if tb.Withdraw(host(h), now, Answered) {
 						granted[h].Add(1)
 						if rng.IntN(3) == 0 {
 							tb.Refund(host(h), now)

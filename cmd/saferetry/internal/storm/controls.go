@@ -116,10 +116,16 @@ func (s *saferetryControl) admit(now time.Duration, draw func() float64) bool {
 }
 func (s *saferetryControl) deposit(now time.Duration) { s.h.Deposit(s.c, now) }
 func (s *saferetryControl) withdraw(now time.Duration, timedOut bool) (bool, int32) {
-	return s.h.Withdraw(s.c, now, timedOut), 0
+	after := overload.Answered
+	if timedOut {
+		after = overload.TimedOut
+	}
+	return s.h.Withdraw(s.c, now, after), 0
 }
-func (s *saferetryControl) refund(time.Duration, int32)  { s.h.Refund(s.c) }
-func (s *saferetryControl) gated(now time.Duration) bool { return s.h.Gated(s.c, now, true) }
+func (s *saferetryControl) refund(time.Duration, int32) { s.h.Refund(s.c) }
+func (s *saferetryControl) gated(now time.Duration) bool {
+	return s.h.Gated(s.c, now, overload.TimedOut)
+}
 func (s *saferetryControl) outcome(now time.Duration, accepted bool, _, _ int32) {
 	s.h.Record(s.c, now, accepted)
 }

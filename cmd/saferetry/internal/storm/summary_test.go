@@ -171,7 +171,7 @@ func TestBudgetBoundForEvenLoad(t *testing.T) {
 			s.OutageLogical++
 			s.OutageAttempts++
 			for range 3 {
-				if !h.Withdraw(saferetryConfig, now, false) {
+				if !h.Withdraw(saferetryConfig, now, overload.Answered) {
 					break
 				}
 				s.OutageAttempts++
