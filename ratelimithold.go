@@ -49,8 +49,9 @@ var ErrRateLimited = errors.New("saferetry: rate limited: the host's quota is ex
 //
 // The state is learnt from every 429 and 403 the stack receives, kept per
 // host in the stack's Budget (so WithBudget(nil) with WithRateLimitHold
-// panics in New), and forgotten at the reset, or once the host has been
-// idle 10 minutes: after that, a request goes out and learns it again.
+// panics in New), and forgotten at the reset, or after 10 minutes at most
+// (a reset announced further away, such as GitHub's hourly one, is held
+// 10 minutes): after that, a request goes out and learns it again.
 // A retry is never held: it already waits for the server's announced
 // wait. Off, the hold costs a request one comparison. On, it costs an
 // atomic load while no host is held, and a clock read and a lookup while

@@ -66,8 +66,8 @@ func TestHoldEviction(t *testing.T) {
 	if _, ok := tb.hosts.Load("fresh"); ok {
 		t.Error("a fresh host idle 40s is still tracked")
 	}
-	if got := tb.HeldUntil("held"); got != time.Hour {
-		t.Fatalf("a held host was forgotten after 40s idle: held until %v", got)
+	if got := tb.HeldUntil("held"); got != 10*time.Minute {
+		t.Fatalf("a held host was forgotten after 40s idle: held until %v, want 10m (a hold lasts MaxIdle at most)", got)
 	}
 	tb.Deposit("y", 10*time.Minute+time.Second)
 	if got := tb.HeldUntil("held"); got != 0 {
