@@ -3,8 +3,6 @@ package storm
 import (
 	"context"
 	"fmt"
-	"runtime"
-	"sync"
 	"time"
 )
 
@@ -93,43 +91,15 @@ func RunRateLimit(ctx context.Context, cells []RateLimitCell, variants []HoldVar
 			jobs = append(jobs, job{i, j})
 		}
 	}
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	var (
-		mu    sync.Mutex
-		next  int
-		first error
-		wg    sync.WaitGroup
-	)
-	for range min(workers, len(jobs)) {
-		wg.Go(func() {
-			for {
-				mu.Lock()
-				if first != nil || next == len(jobs) {
-					mu.Unlock()
-					return
-				}
-				if ctx.Err() != nil {
-					first = context.Cause(ctx)
-					mu.Unlock()
-					return
-				}
-				jb := jobs[next]
-				next++
-				mu.Unlock()
-				r, err := SimulateRateLimit(variants[jb.j], cells[jb.i].Params)
-				mu.Lock()
-				if err != nil && first == nil {
-					first = fmt.Errorf("%s, %s: %w", cells[jb.i].Name, variants[jb.j].Name, err)
-				}
-				res[jb.i][jb.j] = r
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	return res, first
+	err := inParallel(ctx, len(jobs), workers, func(k int) (func(), error) {
+		jb := jobs[k]
+		r, err := SimulateRateLimit(variants[jb.j], cells[jb.i].Params)
+		if err != nil {
+			return nil, fmt.Errorf("%s, %s: %w", cells[jb.i].Name, variants[jb.j].Name, err)
+		}
+		return func() { res[jb.i][jb.j] = r }, nil
+	})
+	return res, err
 }
 
 // RateLimitChart charts the 429s per second of cell c's runs, one line per

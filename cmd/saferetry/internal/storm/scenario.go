@@ -3,8 +3,6 @@ package storm
 import (
 	"context"
 	"fmt"
-	"runtime"
-	"sync"
 	"time"
 )
 
@@ -230,52 +228,22 @@ type job struct {
 // runJobs runs jobs on up to workers goroutines; it stops at the first
 // error, or when ctx is done.
 func runJobs(ctx context.Context, jobs []job, workers int, limit func(SimParams) int64, progress func(string)) error {
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	var (
-		mu    sync.Mutex
-		first error
-		next  int
-		wg    sync.WaitGroup
-	)
-	for range min(workers, len(jobs)) {
-		wg.Go(func() {
-			for {
-				mu.Lock()
-				if first != nil || next == len(jobs) {
-					mu.Unlock()
-					return
-				}
-				if err := ctx.Err(); err != nil {
-					first = context.Cause(ctx)
-					mu.Unlock()
-					return
-				}
-				jb := jobs[next]
-				next++
-				mu.Unlock()
-				p := jb.p
-				if limit != nil {
-					p.MaxEvents = limit(p)
-				}
-				t0 := time.Now()
-				rec, stats, err := Simulate(jb.c, p)
-				mu.Lock()
-				if err != nil {
-					if first == nil {
-						first = fmt.Errorf("%s: %w", jb.name, err)
-					}
-				} else {
-					jb.done(rec)
-					if progress != nil {
-						progress(fmt.Sprintf("%s: %.1fM events in %v", jb.name, float64(stats.Events)/1e6, time.Since(t0).Round(time.Millisecond)))
-					}
-				}
-				mu.Unlock()
+	return inParallel(ctx, len(jobs), workers, func(i int) (func(), error) {
+		jb := jobs[i]
+		p := jb.p
+		if limit != nil {
+			p.MaxEvents = limit(p)
+		}
+		t0 := time.Now()
+		rec, stats, err := Simulate(jb.c, p)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", jb.name, err)
+		}
+		return func() {
+			jb.done(rec)
+			if progress != nil {
+				progress(fmt.Sprintf("%s: %.1fM events in %v", jb.name, float64(stats.Events)/1e6, time.Since(t0).Round(time.Millisecond)))
 			}
-		})
-	}
-	wg.Wait()
-	return first
+		}, nil
+	})
 }
