@@ -1,0 +1,130 @@
+package storm
+
+import (
+	"math/bits"
+	"slices"
+	"time"
+)
+
+// calendar is the simulation's queue of retries due: a calendar queue
+// (Brown, CACM 1988) rather than a heap. A retry is due at most the
+// backoff's maximum after the moment it is filed, so the queue needs to
+// see only that far ahead: time is cut into slots of slotWidth, and a
+// ring of slots, more than that maximum long, holds each event in the
+// slot of its time, unsorted. Only the current slot is sorted, when the
+// queue reaches it. With the hundreds of thousands of retries a storm of
+// a million clients keeps pending, filing is an append and taking the
+// next is a read, in memory visited in order, where a heap's every pop
+// walked a path of cache misses through it.
+//
+// The events come out in the order of (at, id), exactly as from a heap.
+// Events must be filed in time order's sense: none before the time of
+// the event last taken, and none further ahead of it than the horizon
+// newCalendar was given.
+type calendar struct {
+	// ring[a&mask] holds the events of slot a, for the slots a after cur
+	// within the ring's length; ring's length is a power of two.
+	ring [][]event
+	mask int64
+	// cur is the slot whose events are in ready, sorted on (at, id) from
+	// ready[head] on. Events filed at or before cur's slot are inserted
+	// into ready in order, so that every event in ready is due before
+	// every event in the ring.
+	cur    int64
+	ready  []event
+	head   int
+	inRing int       // events in the ring, not counting ready
+	spare  [][]event // empty arrays, for slots that get their first event
+}
+
+// slotShift sets the slot width, 2^18 ns (262 µs): a slot then holds
+// about a hundred events when a million clients' storm keeps 300 000
+// retries a second coming due, few enough to sort in cache.
+const slotShift = 18
+
+// newCalendar returns a calendar for events filed at most horizon ahead
+// of the time of the event last taken.
+func newCalendar(horizon time.Duration) calendar {
+	// One slot more than the horizon covers, since an event may be due
+	// in the slot horizon after the current one but not at its start,
+	// and one for the current slot: the ring must never wrap onto it.
+	slots := uint64(horizon>>slotShift) + 2
+	n := int64(1) << bits.Len64(slots)
+	return calendar{ring: make([][]event, n), mask: n - 1}
+}
+
+// push files ev, due at ev.at: no earlier than the event last taken, and
+// at most the horizon after it or after the current time.
+func (c *calendar) push(ev event) {
+	slot := ev.at >> slotShift
+	if c.head == len(c.ready) && c.inRing == 0 {
+		// Empty: the current slot moves to ev's, however far ahead of
+		// the old one now is.
+		c.cur, c.ready, c.head = slot, append(c.ready[:0], ev), 0
+		return
+	}
+	if slot <= c.cur {
+		c.ready = slices.Insert(c.ready, c.head+sortedIndex(c.ready[c.head:], &ev), ev)
+		return
+	}
+	if slot-c.cur > c.mask {
+		panic("storm: an event filed beyond the calendar's horizon")
+	}
+	s := &c.ring[slot&c.mask]
+	if *s == nil && len(c.spare) > 0 {
+		*s, c.spare = c.spare[len(c.spare)-1], c.spare[:len(c.spare)-1]
+	}
+	*s = append(*s, ev)
+	c.inRing++
+}
+
+// sortedIndex returns where ev goes in sorted evs.
+func sortedIndex(evs []event, ev *event) int {
+	lo, hi := 0, len(evs)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if evs[mid].before(ev) {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
+
+// peek returns the next event due, nil if none is.
+func (c *calendar) peek() *event {
+	if c.head == len(c.ready) {
+		if c.inRing == 0 {
+			return nil
+		}
+		c.advance()
+	}
+	return &c.ready[c.head]
+}
+
+// pop removes the next event due and returns it; peek must have returned
+// it.
+func (c *calendar) pop() event {
+	c.head++
+	return c.ready[c.head-1]
+}
+
+// advance makes the next slot that holds events the current one.
+func (c *calendar) advance() {
+	for {
+		c.cur++
+		slot := &c.ring[c.cur&c.mask]
+		if len(*slot) == 0 {
+			continue
+		}
+		// Ready's spent array is kept for the next slot to fill: the
+		// arrays go round, and the run allocates only while the events
+		// pending grow.
+		c.spare = append(c.spare, c.ready[:0])
+		c.ready, *slot, c.head = *slot, nil, 0
+		c.inRing -= len(c.ready)
+		slices.SortFunc(c.ready, func(a, b event) int { return a.compare(&b) })
+		return
+	}
+}
