@@ -318,7 +318,7 @@ func (s *sim) send(ev event) {
 		s.handle(ev, served, false)
 		return
 	}
-	done := s.finishAt(math.Max(float64(s.now), s.busy), s.work)
+	done := s.finishAt(max(float64(s.now), s.busy), s.work)
 	s.busy = done
 	limit := s.now + int64(s.p.Timeout)
 	ok := done <= float64(limit)
