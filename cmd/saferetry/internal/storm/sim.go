@@ -99,7 +99,7 @@ func Simulate(c Config, p SimParams) (*Recorder, SimStats, error) {
 	s := &sim{
 		p:        p,
 		c:        c,
-		rec:      NewRecorder(p.Phases.End + simTail),
+		counts:   newTally(p.Phases.End + simTail),
 		arrivals: rand.New(rand.NewPCG(p.Seed, 1)),
 		draws:    rand.New(rand.NewPCG(p.Seed, 3)),
 		meanGap:  float64(p.Think) / float64(p.Clients),
@@ -132,7 +132,7 @@ func Simulate(c Config, p SimParams) (*Recorder, SimStats, error) {
 		s.p.ProgressEvery = 1 << 22
 	}
 	err := s.run()
-	return s.rec, SimStats{Events: s.events}, err
+	return s.counts.recorder(), SimStats{Events: s.events}, err
 }
 
 func (p SimParams) validate() error {
@@ -188,9 +188,9 @@ func (e *event) compare(o *event) int {
 }
 
 type sim struct {
-	p   SimParams
-	c   Config
-	rec *Recorder
+	p      SimParams
+	c      Config
+	counts *tally
 
 	now     int64 // the virtual time, in ns since the start of the run
 	events  int64
@@ -231,10 +231,11 @@ func (s *sim) run() error {
 		// tie), the first retry due and the first of each outcome list.
 		retry, served, timedOut := s.retries.peek(), s.served.peek(), s.timedOut.peek()
 		next := retry
-		for _, ev := range [...]*event{served, timedOut} {
-			if ev != nil && (next == nil || ev.before(next)) {
-				next = ev
-			}
+		if served != nil && (next == nil || served.before(next)) {
+			next = served
+		}
+		if timedOut != nil && (next == nil || timedOut.before(next)) {
+			next = timedOut
 		}
 		switch {
 		case s.arrival < end && (next == nil || s.arrival <= next.at):
@@ -283,10 +284,10 @@ func (s *sim) start() {
 		s.ids++
 	}
 	now := time.Duration(s.now)
-	s.rec.Start(now)
+	s.counts.start(now)
 	ctl := s.controls[ev.instance]
 	if !ctl.admit(now, s.draw) {
-		s.rec.Throttle(now)
+		s.counts.throttle(now)
 		s.finish(&ev, false)
 		return
 	}
@@ -305,7 +306,7 @@ func (s *sim) retry(ev event) {
 		s.finish(&ev, false)
 		return
 	}
-	s.rec.Retry(now)
+	s.counts.retry(now)
 	s.send(ev)
 }
 
@@ -314,7 +315,7 @@ func (s *sim) retry(ev event) {
 func (s *sim) send(ev event) {
 	if !s.p.Queue {
 		served := s.serve()
-		s.rec.Attempt(time.Duration(s.now), served)
+		s.counts.attempt(time.Duration(s.now), served)
 		s.handle(ev, served, false)
 		return
 	}
@@ -322,7 +323,7 @@ func (s *sim) send(ev event) {
 	s.busy = done
 	limit := s.now + int64(s.p.Timeout)
 	ok := done <= float64(limit)
-	s.rec.Attempt(time.Duration(s.now), ok)
+	s.counts.attempt(time.Duration(s.now), ok)
 	if ok {
 		ev.at = int64(math.Ceil(done))
 		s.served.push(ev)
@@ -363,7 +364,7 @@ func (s *sim) handle(ev event, ok, timedOut bool) {
 	// response it follows, which the wait would have released).
 	if !ctl.admit(now, s.draw) {
 		ctl.refund(now, cost)
-		s.rec.Throttle(now)
+		s.counts.throttle(now)
 		s.finish(&ev, false)
 		return
 	}
@@ -384,7 +385,7 @@ func (s *sim) finish(ev *event, ok bool) {
 			latency += s.p.Service
 		}
 	}
-	s.rec.Finish(time.Duration(ev.start), ok, latency)
+	s.counts.finish(time.Duration(ev.start), ok, latency)
 	s.free = append(s.free, ev.id)
 }
 
