@@ -8,20 +8,21 @@ import (
 )
 
 // calendar is the simulation's queue of retries due: a calendar queue
-// (Brown, CACM 1988) rather than a heap. A retry is due at most the
-// backoff's maximum after the moment it is filed, so the queue needs to
-// see only that far ahead: time is cut into slots of slotWidth, and a
-// ring of slots, more than that maximum long, holds each event in the
-// slot of its time, unsorted. Only the current slot is sorted, when the
-// queue reaches it. With the hundreds of thousands of retries a storm of
-// a million clients keeps pending, filing is an append and taking the
-// next is a read, in memory visited in order, where a heap's every pop
-// walked a path of cache misses through it.
+// (R. Brown, CACM 31(10), 1988) rather than a heap. A retry falls due at
+// most the backoff's maximum after it is filed, so the queue needs to see
+// only that far ahead: time is cut into slots of 2^slotShift ns, and a
+// ring of slots longer than that maximum holds each event, unsorted, in
+// the slot of its time. A slot is sorted when the queue reaches it. With
+// the hundreds of thousands of retries a million clients' storm keeps
+// pending, filing is an append and taking the next is a read, in memory
+// mostly visited in order, where each of a heap's pops walked a path of
+// cache misses.
 //
-// The events come out in the order of (at, id), exactly as from a heap.
-// Events must be filed in time order's sense: none before the time of
-// the event last taken, and none further ahead of it than the horizon
-// newCalendar was given.
+// Events come out in the order of (at, id), as from a heap. An event
+// must be due no earlier than the last one taken, and at most the
+// horizon given to newCalendar after the current time, which must not
+// pass the next event due. The simulation's time does not, and it peeks
+// each time round its loop, which keeps the current slot up with it.
 type calendar struct {
 	// ring[a&mask] holds the events of slot a, for the slots a after cur
 	// within the ring's length; ring's length is a power of two.
@@ -44,8 +45,8 @@ type calendar struct {
 // retries a second coming due, few enough to sort in cache.
 const slotShift = 18
 
-// newCalendar returns a calendar for events filed at most horizon ahead
-// of the time of the event last taken.
+// newCalendar returns a calendar for events due at most horizon after
+// the time they are filed at.
 func newCalendar(horizon time.Duration) calendar {
 	// One slot more than the horizon covers, since an event may be due
 	// in the slot horizon after the current one but not at its start,
@@ -55,8 +56,7 @@ func newCalendar(horizon time.Duration) calendar {
 	return calendar{ring: make([][]event, n), mask: n - 1}
 }
 
-// push files ev, due at ev.at: no earlier than the event last taken, and
-// at most the horizon after it or after the current time.
+// push files ev, due at ev.at.
 func (c *calendar) push(ev event) {
 	slot := ev.at >> slotShift
 	if c.head == len(c.ready) && c.inRing == 0 {
@@ -115,13 +115,13 @@ func (c *calendar) pop() event {
 // advance makes the next slot that holds events the current one, and
 // sorts its events into ready.
 func (c *calendar) advance() {
-	slot := &c.ring[0]
 	for {
 		c.cur++
-		if slot = &c.ring[c.cur&c.mask]; len(*slot) > 0 {
+		if len(c.ring[c.cur&c.mask]) > 0 {
 			break
 		}
 	}
+	slot := &c.ring[c.cur&c.mask]
 	evs := *slot
 	*slot = nil
 	c.inRing -= len(evs)
