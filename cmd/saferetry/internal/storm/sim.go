@@ -14,8 +14,8 @@ import (
 
 // SimParams describe a simulated storm.
 //
-// The simulation runs on a virtual clock, with one priority queue of
-// events and no goroutine per client. Clients start logical requests
+// The simulation runs on a virtual clock, with a queue of the events to
+// come and no goroutine per client. Clients start logical requests
 // independently of how earlier ones fare (an open load): each waits an
 // exponentially distributed think time, of mean Think, between the starts
 // of its logical requests. Those arrivals are, together, a Poisson stream
