@@ -43,7 +43,10 @@ func TestCalendarOrder(t *testing.T) {
 					}
 					pending[ev.id] = true
 					c.push(ev)
-					i, _ := slices.BinarySearchFunc(want, &ev, func(e event, ev *event) int { return e.compare(ev) })
+					i := len(want)
+					for i > 0 && ev.before(&want[i-1]) {
+						i--
+					}
 					want = slices.Insert(want, i, ev)
 				default:
 					p := c.peek()

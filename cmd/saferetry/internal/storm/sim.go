@@ -1,7 +1,6 @@
 package storm
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -177,14 +176,9 @@ type event struct {
 	timedOut bool  // the attempt before the retry due timed out
 }
 
-func (e *event) before(o *event) bool { return e.compare(o) < 0 }
-
-// compare orders events on (at, id).
-func (e *event) compare(o *event) int {
-	if c := cmp.Compare(e.at, o.at); c != 0 {
-		return c
-	}
-	return cmp.Compare(e.id, o.id)
+// before orders events on (at, id).
+func (e *event) before(o *event) bool {
+	return e.at < o.at || e.at == o.at && e.id < o.id
 }
 
 type sim struct {
