@@ -127,6 +127,7 @@ func Simulate(c Config, p SimParams) (*Recorder, SimStats, error) {
 		s.retryable[n][1] = saferetry.DefaultStrategy.Classify(saferetry.Attempt{Request: req, Err: timeout, Number: n + 1}) == saferetry.Transient
 	}
 	s.work = float64(BucketWidth) / float64(max(p.Capacity, 1))
+	s.limits = [2]int{p.Capacity, int(math.Round(p.OutageCapacity * float64(p.Capacity)))}
 	if s.p.ProgressEvery <= 0 {
 		s.p.ProgressEvery = 1 << 22
 	}
@@ -210,8 +211,9 @@ type sim struct {
 	// failing with a 503 (0) or an attempt timeout (1).
 	retryable [8][2]bool
 
-	bucket int64 // the instant server's current 100 ms bucket
-	used   int   // attempts served in it
+	bucket int64  // the instant server's current 100 ms bucket
+	used   int    // attempts served in it
+	limits [2]int // attempts it serves per bucket: normally, during the outage
 
 	work float64 // the queue's ns of work per attempt at full capacity
 	busy float64 // when the queue's server will have done all it holds
@@ -383,22 +385,16 @@ func (s *sim) finish(ev *event, ok bool) {
 	s.free = append(s.free, ev.id)
 }
 
-// capacityAt is the fraction of the server's capacity available at t.
-func (s *sim) capacityAt(t int64) float64 {
-	ph := s.p.Phases
-	if t >= int64(ph.OutageStart) && t < int64(ph.OutageEnd) {
-		return s.p.OutageCapacity
-	}
-	return 1
-}
-
 // serve reports whether the instant server serves an attempt arriving
 // now.
 func (s *sim) serve() bool {
 	if b := s.now / int64(BucketWidth); b != s.bucket {
 		s.bucket, s.used = b, 0
 	}
-	limit := int(math.Round(s.capacityAt(s.now) * float64(s.p.Capacity)))
+	limit := s.limits[0]
+	if ph := s.p.Phases; s.now >= int64(ph.OutageStart) && s.now < int64(ph.OutageEnd) {
+		limit = s.limits[1]
+	}
 	if s.used >= limit {
 		return false
 	}
@@ -410,7 +406,8 @@ func (s *sim) serve() bool {
 }
 
 // finishAt returns when the queue's server, starting at start (ns), has
-// done work ns of full-capacity work, its speed following capacityAt.
+// done work ns of full-capacity work, at OutageCapacity of its speed
+// during the outage.
 func (s *sim) finishAt(start, work float64) float64 {
 	ph := s.p.Phases
 	t := start
