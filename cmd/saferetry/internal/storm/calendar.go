@@ -10,7 +10,7 @@ import (
 // calendar is the simulation's queue of retries due: a calendar queue
 // (R. Brown, CACM 31(10), 1988) rather than a heap. A retry falls due at
 // most the backoff's maximum after it is filed, so the queue needs to see
-// only that far ahead: time is cut into slots of 2^slotShift ns, and a
+// only that far ahead: time is cut into slots of 2^shift ns, and a
 // ring of slots longer than that maximum holds each event, unsorted, in
 // the slot of its time. A slot is sorted when the queue reaches it. With
 // the hundreds of thousands of retries a million clients' storm keeps
@@ -26,8 +26,9 @@ import (
 type calendar struct {
 	// ring[a&mask] holds the events of slot a, for the slots a after cur
 	// within the ring's length; ring's length is a power of two.
-	ring [][]event
-	mask int64
+	ring  [][]event
+	mask  int64
+	shift uint // a slot is 2^shift ns
 	// cur is the slot whose events are in ready, sorted on (at, id) from
 	// ready[head] on. Events filed at or before cur's slot are inserted
 	// into ready in order, so that every event in ready is due before
@@ -40,25 +41,23 @@ type calendar struct {
 	keys   []uint64  // advance's sort keys
 }
 
-// slotShift sets the slot width, 2^18 ns (262 µs): a slot then holds
-// about a hundred events when a million clients' storm keeps 300 000
-// retries a second coming due, few enough to sort in cache.
-const slotShift = 18
-
 // newCalendar returns a calendar for events due at most horizon after
-// the time they are filed at.
-func newCalendar(horizon time.Duration) calendar {
+// the time they are filed at, in slots about width wide (a power of two
+// ns, from 1 µs to 1 s). A slot should hold tens of events: enough that
+// few slots are empty, few enough to sort in cache.
+func newCalendar(horizon, width time.Duration) calendar {
+	shift := uint(min(max(bits.Len64(uint64(width))-1, 10), 30))
 	// One slot more than the horizon covers, since an event may be due
 	// in the slot horizon after the current one but not at its start,
 	// and one for the current slot: the ring must never wrap onto it.
-	slots := uint64(horizon>>slotShift) + 2
+	slots := uint64(horizon>>shift) + 2
 	n := int64(1) << bits.Len64(slots)
-	return calendar{ring: make([][]event, n), mask: n - 1}
+	return calendar{ring: make([][]event, n), mask: n - 1, shift: shift}
 }
 
 // push files ev, due at ev.at.
 func (c *calendar) push(ev event) {
-	slot := ev.at >> slotShift
+	slot := ev.at >> c.shift
 	if c.head == len(c.ready) && c.inRing == 0 {
 		// Empty: the current slot moves to ev's, however far ahead of
 		// the old one now is.
@@ -126,13 +125,13 @@ func (c *calendar) advance() {
 	*slot = nil
 	c.inRing -= len(evs)
 	// Sort keys rather than events: an event's key is its offset in the
-	// slot (slotShift bits) above its index in evs (32 bits), and integers
+	// slot (shift bits, at most 30) above its index in evs (32), and integers
 	// sort several times faster than 40-byte structs compared by a
 	// function. Events due at the same nanosecond are then in index
 	// order, and sorted again by id.
 	keys := c.keys[:0]
 	for i := range evs {
-		keys = append(keys, uint64(evs[i].at&(1<<slotShift-1))<<32|uint64(i))
+		keys = append(keys, uint64(evs[i].at&(1<<c.shift-1))<<32|uint64(i))
 	}
 	slices.Sort(keys)
 	ready := c.ready[:0]
