@@ -47,16 +47,16 @@ func newControl(c Config, k, phase float64) control {
 	}
 	switch c.Throttle {
 	case ThrottleFailsafe:
-		return composed{b, newWindowThrottle(time.Minute, 20, 1/0.9, 0.9)}
+		return &composed{b, newWindowThrottle(time.Minute, 20, 1/0.9, 0.9)}
 	case ThrottleEnvoy:
-		return composed{b, newWindowThrottle(30*time.Second, 30, 1/0.95, 0.8)}
+		return &composed{b, newWindowThrottle(30*time.Second, 30, 1/0.95, 0.8)}
 	case ThrottleSaferetry:
 		// A throttle without saferetry's budget: its own host.
 		s := &saferetryControl{c: c.overload(), k: k}
 		s.h.Init(s.c, 0, phase)
-		return composed{b, throttleOnly{s}}
+		return &composed{b, throttleOnly{s}}
 	}
-	return composed{b, noThrottle{}}
+	return &composed{b, noThrottle{}}
 }
 
 // budgetPart and throttlePart are the two halves of a control.
@@ -78,14 +78,14 @@ type composed struct {
 	t throttlePart
 }
 
-func (c composed) admit(now time.Duration, draw func() float64) bool { return c.t.admit(now, draw) }
-func (c composed) deposit(now time.Duration)                         { c.b.deposit(now) }
-func (c composed) withdraw(now time.Duration, timedOut bool) (bool, int32) {
+func (c *composed) admit(now time.Duration, draw func() float64) bool { return c.t.admit(now, draw) }
+func (c *composed) deposit(now time.Duration)                         { c.b.deposit(now) }
+func (c *composed) withdraw(now time.Duration, timedOut bool) (bool, int32) {
 	return c.b.withdraw(now, timedOut)
 }
-func (c composed) refund(now time.Duration, cost int32) { c.b.refund(now, cost) }
-func (c composed) gated(now time.Duration) bool         { return c.b.gated(now) }
-func (c composed) outcome(now time.Duration, accepted bool, attempt, cost int32) {
+func (c *composed) refund(now time.Duration, cost int32) { c.b.refund(now, cost) }
+func (c *composed) gated(now time.Duration) bool         { return c.b.gated(now) }
+func (c *composed) outcome(now time.Duration, accepted bool, attempt, cost int32) {
 	c.b.outcome(now, accepted, attempt, cost)
 	c.t.outcome(now, accepted)
 }

@@ -2,6 +2,8 @@ package storm
 
 import (
 	"math"
+	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -99,5 +101,45 @@ func TestRecorderBuckets(t *testing.T) {
 	}
 	if got := r.Quantile(0.5); got < 6900*time.Microsecond || got > 7100*time.Microsecond {
 		t.Errorf("median latency %v, want about 7ms (failures are not latencies)", got)
+	}
+}
+
+// TestTallyCountsAsRecorder feeds the same counts to a Recorder and to a
+// tally, random times and outcomes included, and compares what each
+// reports.
+func TestTallyCountsAsRecorder(t *testing.T) {
+	const span = 3 * time.Second
+	r, tl := NewRecorder(span), newTally(span)
+	rnd := rand.New(rand.NewPCG(1, 2))
+	at := func() time.Duration { return time.Duration(rnd.Int64N(int64(2*span))) - span/2 }
+	for range 10_000 {
+		a, ok := at(), rnd.IntN(2) == 0
+		switch rnd.IntN(5) {
+		case 0:
+			r.Attempt(a, ok)
+			tl.attempt(a, ok)
+		case 1:
+			r.Retry(a)
+			tl.retry(a)
+		case 2:
+			r.Throttle(a)
+			tl.throttle(a)
+		case 3:
+			r.Start(a)
+			tl.start(a)
+		case 4:
+			latency := time.Duration(rnd.Int64N(int64(time.Minute)))
+			r.Finish(a, ok, latency)
+			tl.finish(a, ok, latency)
+		}
+	}
+	got := tl.recorder()
+	if !reflect.DeepEqual(got.Series(), r.Series()) {
+		t.Errorf("a tally's series differ from a Recorder's:\n%+v\n%+v", got.Series(), r.Series())
+	}
+	for _, q := range []float64{0.01, 0.5, 0.99, 1} {
+		if got, want := got.Quantile(q), r.Quantile(q); got != want {
+			t.Errorf("quantile %v: tally %v, Recorder %v", q, got, want)
+		}
 	}
 }
