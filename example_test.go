@@ -247,3 +247,43 @@ func ExampleWithRateLimitHold() {
 	// second request rate limited: true
 	// requests the server received: 1
 }
+
+// An LLM API's 429 names its wait in retry-after-ms (OpenAI's and Azure
+// OpenAI's) and in x-ratelimit-reset-requests: saferetry waits the longest
+// announced, not its own shorter backoff.
+func ExampleWithMaxRetryAfter() {
+	var mu sync.Mutex
+	var times []time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		times = append(times, time.Now())
+		first := len(times) == 1
+		mu.Unlock()
+		if first {
+			w.Header().Set("retry-after-ms", "300")
+			w.Header().Set("x-ratelimit-reset-requests", "250ms")
+			http.Error(w, `{"error":{"type":"rate_limit_exceeded"}}`, http.StatusTooManyRequests)
+			return
+		}
+		fmt.Fprint(w, `{"choices":[]}`)
+	}))
+	defer srv.Close()
+
+	// Server-directed waits are honoured up to 60s by default; this client
+	// takes up to 10s and fails fast beyond.
+	client := saferetry.NewClient(saferetry.WithMaxRetryAfter(10 * time.Second))
+	defer client.CloseIdleConnections()
+	resp, err := client.Post(srv.URL+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"m"}`))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	fmt.Println(resp.StatusCode, "after", saferetry.Attempts(resp), "attempts")
+	fmt.Println("waited the announced 300ms:", times[1].Sub(times[0]) >= 300*time.Millisecond)
+	// Output:
+	// 200 after 2 attempts
+	// waited the announced 300ms: true
+}
