@@ -117,7 +117,7 @@ const defaultBudgetRatio = 0.1
 //
 // # Memory, concurrency, zero value
 //
-// A host's state is a few words: about 190 bytes with its map entry and a
+// A host's state is a few words: about 205 bytes with its map entry and a
 // 30-byte name, measured with 200,000 hosts. A host idle for 30 seconds
 // whose state is that of a fresh host (tokens full, no recent throttle
 // history) is forgotten, and so is any host idle for 10 minutes, so a
