@@ -44,16 +44,8 @@ var (
 	congestedRate     = flag.Float64("congested.rate", 0, "TestCongestedLink: mean requests per second (0: the scenario's)")
 	congestedKiBps    = flag.Int64("congested.kibps", 0, "TestCongestedLink: link rate in KiB/s, each direction (0: the scenario's)")
 	congestedNaive    = flag.Bool("congested.naive", false, "TestCongestedLink: also run a client with no retry budget, held to the same promise")
-	congestedEnforce  = flag.Bool("congested.enforce", false, "TestCongestedLink: fail when the promise is broken, even while issue 11 is open")
 	congestedTimeline = flag.Bool("congested.timeline", false, "TestCongestedLink: log each run's successes per 250ms and when its retries were sent")
 )
-
-// congestedIssueOpen says the promise is known to be broken on this branch
-// (issue 11, the congested single client): a broken promise then skips the
-// test, naming the figures, instead of failing the suite. Set it to false
-// once the retry loop or budget stops retrying into a congested link;
-// -congested.enforce fails already.
-const congestedIssueOpen = false
 
 // congestion is a workload and the link it crosses.
 type congestion struct {
@@ -514,9 +506,6 @@ func TestCongestedLink(t *testing.T) {
 		return
 	}
 	msg := "retrying left the client worse off than not retrying over a congested link:\n\t" + strings.Join(broken, "\n\t")
-	if congestedIssueOpen && !*congestedEnforce {
-		t.Skip("issue 11 (congested single client) is open: " + msg)
-	}
 	t.Error(msg)
 }
 
