@@ -516,4 +516,3 @@ func TestCongestedLink(t *testing.T) {
 	msg := "retrying left the client worse off than not retrying over a congested link:\n\t" + strings.Join(broken, "\n\t")
 	t.Error(msg)
 }
-
