@@ -1,6 +1,6 @@
 package saferetry
 
-// Adversarial review of the retry gate's second look (a retry after a
+// Adversarial tests of the retry gate's second look (a retry after a
 // failure without a response is asked of the gate again when its wait
 // ends), the streak gate and the stricter gate of a timeout's retry.
 
@@ -54,7 +54,7 @@ func refusedErr() error {
 // read, the caller's body is closed exactly once, the token comes back,
 // the hook sees a planned retry then a budget stop for attempt 1, and the
 // caller gets a RetryError (1 attempt, StopBudget) wrapping the refusal.
-func TestReviewGateAfterWaitReleasesEverything(t *testing.T) {
+func TestGateRefusalAfterTheWaitReleasesEverything(t *testing.T) {
 	t.Run("plain", func(t *testing.T) { testGateAfterWait(t) })
 	t.Run("hedged", func(t *testing.T) { testGateAfterWait(t, WithHedge(5*time.Second, 2)) })
 }
@@ -176,7 +176,7 @@ func mustRequest(t *testing.T, method, url string, body io.Reader) *http.Request
 // happens to be accepted, no later 429 is retried either. With the
 // streaks off (Streak, BusyStreak 0), the same client retries both and
 // gets its 200 after 3 attempts (checked).
-func TestReviewStreakGateRefusesServerDirectedRetry(t *testing.T) {
+func TestServerDirectedRetryIgnoresTheStreak(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		host := &scriptedHost{}
 		ra := http.Header{"Retry-After": {"1"}}
@@ -213,7 +213,7 @@ func TestReviewStreakGateRefusesServerDirectedRetry(t *testing.T) {
 // requests still succeed). The stricter gate of a timeout's retry
 // (TimeoutK 1.1) refuses it whenever another of the last ~11 attempts
 // failed, which at this rate is about one time in five.
-func TestReviewTimeoutGateOnBusyHealthyHost(t *testing.T) {
+func TestTimeoutGateOnABusyHealthyHost(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		rate     int

@@ -1,6 +1,6 @@
 package saferetry
 
-// Adversarial review of the rate-limit hold (WithRateLimitHold) and of
+// Adversarial tests of the rate-limit hold (WithRateLimitHold) and of
 // hedging against a host that answers 429.
 
 import (
@@ -24,7 +24,7 @@ import (
 // announced a reset an hour away (GitHub's resets are up to an hour) is
 // still refused every request 11 minutes later: refused requests touch no
 // host, so no sweep ever runs, and the host is never evicted.
-func TestReviewHoldForgottenAfterMaxIdle(t *testing.T) {
+func TestHoldForgottenAfterMaxIdle(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		base := &quotaBase{script: []scripted{exhausted(time.Hour)}}
 		stack := New(base, WithRateLimitHold(true))
@@ -54,7 +54,7 @@ func TestReviewHoldForgottenAfterMaxIdle(t *testing.T) {
 // (a hold past the 60s cap), however huge: one so far away that the wait
 // saturates must not wrap the budget's clock and be dropped while a
 // smaller absurd one silences the host. Real time: nothing waits.
-func TestReviewHoldAbsurdResets(t *testing.T) {
+func TestHoldAbsurdResets(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		reset func() string
@@ -125,7 +125,7 @@ func (b *hedgeQuota) RoundTrip(r *http.Request) (*http.Response, error) {
 // just learnt is bypassed: exactly the requests "bound to be refused"
 // that the hold promises not to send (GitHub may ban such clients). gRPC
 // A6 has a server's pushback stop or delay hedging.
-func TestReviewHedgeAfter429(t *testing.T) {
+func TestHedgeStopsAfterA429(t *testing.T) {
 	for _, hold := range []bool{false, true} {
 		t.Run("hold="+strconv.FormatBool(hold), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -155,7 +155,7 @@ func TestReviewHedgeAfter429(t *testing.T) {
 // request that cannot wait gets matches ErrRateLimited through url.Error,
 // says why in saferetry's voice, and the request's body is closed once
 // and nothing is sent.
-func TestReviewHoldOverHTTP2(t *testing.T) {
+func TestHoldOverHTTP2(t *testing.T) {
 	var requests atomic.Int64
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
@@ -211,7 +211,7 @@ func TestReviewHoldOverHTTP2(t *testing.T) {
 // WithRateLimitHold(false); a stack that does not hold holds one request
 // with WithRateLimitHold(true). With WithBudget(nil), the per-request
 // hold is silently a no-op (New panics for the stack-wide option).
-func TestReviewHoldPerRequest(t *testing.T) {
+func TestHoldPerRequest(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		send := func(stack http.RoundTripper, opts ...Option) error {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -18,7 +18,7 @@ import (
 // the 409 is in (50ms of slack for the handoff from the attempt's
 // goroutine), the server applies the write once, every attempt carried the
 // same key and body, and the caller gets the original's 200.
-func TestReviewHedge409MaxHedges5(t *testing.T) {
+func TestHedge409WithMaxHedges5(t *testing.T) {
 	for _, h2 := range []bool{false, true} {
 		name := "h1"
 		if h2 {

@@ -41,7 +41,7 @@ func TestEvictedHostStartsFresh(t *testing.T) {
 
 // The same without eviction (the client talks to this host alone, so no
 // sweep forgets it): the gate closes. This holds.
-func TestReviewStreakWithoutEviction(t *testing.T) {
+func TestStreakWithoutEviction(t *testing.T) {
 	tb := newTable()
 	tb.SetPhase(func() float64 { return 0 })
 	tb.Deposit("quiet", 0)
@@ -62,7 +62,7 @@ func TestReviewStreakWithoutEviction(t *testing.T) {
 // jumps (sweeps evict hosts concurrently). Under -race nothing races;
 // afterwards each host is still coherent: tokens within their cap, the
 // streak gate opens on an accepted answer and closes on the streak.
-func TestReviewTableConcurrentStreaks(t *testing.T) {
+func TestTableConcurrentStreaks(t *testing.T) {
 	tb := newTable()
 	var clock atomic.Int64
 	hosts := []string{"a", "b", "c", "d"}
